@@ -1,0 +1,34 @@
+# The two quickstart commands. Each creates .venv (Python >= 3.11) and installs the project first.
+#   make reproduce   # the whole pipeline on the embedded default (config/config.yaml)
+#   make test        # the test suite, including an end-to-end snakemake run of a tiny config
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: reproduce test paper lint clean-outputs
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"optbias needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}; set PYTHON=python3.11"'
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the dependency list changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+reproduce: $(VENV)/.installed
+	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES)
+
+paper: $(VENV)/.installed
+	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/paper.yaml
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/snakemake --lint
+
+clean-outputs:
+	rm -rf data/raw data/runs data/summary figures logs benchmarks .snakemake

@@ -1,0 +1,16 @@
+# optbias: fetch data -> train every optimizer -> figures. Run: snakemake --cores all
+# The rules live in workflow/rules/; the logic lives in src/optbias/ (called as `python -m optbias`).
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

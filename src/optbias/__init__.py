@@ -1,0 +1,3 @@
+"""optbias: optimizers as inductive biases (a reproduction of Pascanu et al., 2025)."""
+
+__version__ = "0.1.0"

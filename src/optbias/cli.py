@@ -1,0 +1,101 @@
+"""Command-line entry points that the Snakemake rules call (``python -m optbias <command>``).
+
+Each command is a thin wrapper: parse arguments, call the library, exit non-zero with a one-line
+message on a known error (bad config, bad data, divergence) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import data, train
+from .config import ConfigError
+from .optim import OptimizerConfigError
+
+# Figure kind -> plotting function in optbias.figures (imported lazily: seaborn is slow to load
+# and the training jobs do not need it).
+FIGURES = {
+    "final-accuracy": "final_accuracy_per_task",
+    "first-task-accuracy": "first_task_accuracy",
+    "accuracy-matrices": "accuracy_matrices",
+}
+KNOWN_ERRORS = (data.DataError, ConfigError, OptimizerConfigError, train.DivergenceError, ValueError)
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    manifest = data.fetch(args.dataset, args.output, json.loads(args.cfg))
+    print(json.dumps(manifest, indent=2))
+
+
+def _train(args: argparse.Namespace) -> None:
+    result = train.train_run(json.loads(args.spec), args.data, args.out_dir, progress=not args.no_progress)
+    print(f"average accuracy {result['average_accuracy']:.4f}, average forgetting "
+          f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['wall_time_s']:.1f} s on "
+          f"{result['device']}")
+
+
+def _load_metrics(paths: list[str]) -> list[dict]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def _summarize(args: argparse.Namespace) -> None:
+    from .summary import summarize_runs
+
+    data.atomic_write_json(args.output, summarize_runs(_load_metrics(args.metrics), args.order))
+
+
+def _figure(args: argparse.Namespace) -> None:
+    from . import figures
+
+    table = figures.accuracy_table(_load_metrics(args.metrics))
+    getattr(figures, FIGURES[args.kind])(table, args.order, args.stem, args.title)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="optbias", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fetch", help="fetch a dataset into one verified tensor file")
+    f.add_argument("--dataset", required=True, help=f"one of {', '.join(sorted(data.SOURCES))}")
+    f.add_argument("--output", required=True)
+    f.add_argument("--cfg", default="{}", help="JSON: the config's data section")
+    f.set_defaults(func=_fetch)
+
+    t = sub.add_parser("train", help="train one (benchmark, optimizer, seed) run")
+    t.add_argument("--spec", required=True, help="JSON run spec (see optbias.train.train_run)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out-dir", required=True)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_train)
+
+    s = sub.add_parser("summarize", help="per-optimizer means and 95%% CIs over seeds")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--order", nargs="+", required=True)
+    s.add_argument("--output", required=True)
+    s.set_defaults(func=_summarize)
+
+    g = sub.add_parser("figure", help="draw one figure from metrics.json files")
+    g.add_argument("kind", choices=sorted(FIGURES))
+    g.add_argument("--metrics", nargs="+", required=True)
+    g.add_argument("--order", nargs="+", required=True, help="optimizers, in legend order")
+    g.add_argument("--stem", required=True, help="output path without extension (.pdf and .png are written)")
+    g.add_argument("--title", default="")
+    g.set_defaults(func=_figure)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KNOWN_ERRORS as err:
+        print(f"optbias {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Figures from the runs' metrics.json files (seaborn; mean and 95% CI over seeds; PDF + PNG).
+
+Every plotting function takes a tidy DataFrame from ``accuracy_table`` and an output stem, and
+writes ``stem.pdf`` and ``stem.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+CI = ("ci", 95)
+
+
+def accuracy_table(runs: Sequence[dict]) -> pd.DataFrame:
+    """One row per (run, i, j): accuracy on task j after training on task i."""
+    rows = []
+    for run in runs:
+        for i, row in enumerate(run["R"]):
+            for j, acc in enumerate(row):
+                rows.append({"benchmark": run["benchmark"], "optimizer": run["optimizer"], "seed": run["seed"],
+                             "after_task": i, "task": j, "task_name": run["tasks"][j], "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def palette(optimizers: Sequence[str]) -> dict[str, tuple]:
+    """One fixed colour per optimizer, in config order, shared by every figure."""
+    return dict(zip(optimizers, sns.color_palette("colorblind", len(optimizers))))
+
+
+def save(fig: plt.Figure, stem: str | Path) -> None:
+    """Write stem.pdf and stem.png via temporary files, so a crash leaves no partial figure."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("pdf", "png"):
+        fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".{ext}")
+        os.close(fd)
+        try:
+            # Fixed metadata keeps the PDF byte-identical across reruns.
+            metadata = {"CreationDate": None} if ext == "pdf" else {"Software": None}
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
+            os.replace(tmp, f"{stem}.{ext}")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    plt.close(fig)
+
+
+def _seed_note(df: pd.DataFrame) -> str:
+    n = df.groupby("optimizer")["seed"].nunique()
+    return f"mean and 95% CI over {n.min()} seeds" if n.min() == n.max() else f"mean and 95% CI over {n.min()}-{n.max()} seeds"
+
+
+def final_accuracy_per_task(df: pd.DataFrame, order: Sequence[str], stem: str | Path, title: str) -> None:
+    """The paper's left panel: accuracy of the final model on each task, per optimizer."""
+    last = df[df["after_task"] == df["after_task"].max()]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * last["task"].nunique() + 2), 4))
+    sns.barplot(data=last, x="task_name", y="accuracy", hue="optimizer", hue_order=order, palette=palette(order),
+                errorbar=CI, seed=0, n_boot=2000, ax=ax, capsize=0.1, err_kws={"linewidth": 1})
+    sns.stripplot(data=last, x="task_name", y="accuracy", hue="optimizer", hue_order=order, dodge=True,
+                  palette=palette(order), ax=ax, size=3, color="k", legend=False, alpha=0.6, edgecolor="k",
+                  linewidth=0.5)
+    ax.set(ylim=(0, 1.02), xlabel="task, in training order", ylabel="test accuracy of the final model",
+           title=f"{title}\n({_seed_note(last)})")
+    ax.legend(title="optimizer", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    save(fig, stem)
+
+
+def first_task_accuracy(df: pd.DataFrame, order: Sequence[str], stem: str | Path, title: str) -> None:
+    """Accuracy on task 1 after each task: how fast each optimizer forgets the first task."""
+    first = df[df["task"] == 0].assign(tasks_trained=lambda d: d["after_task"] + 1)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=first, x="tasks_trained", y="accuracy", hue="optimizer", hue_order=order,
+                 palette=palette(order), errorbar=CI, seed=0, n_boot=2000, marker="o", ax=ax)
+    ax.set(ylim=(0, 1.02), xlabel="tasks trained", ylabel="test accuracy on task 1",
+           title=f"{title}\n({_seed_note(first)})")
+    ax.set_xticks(sorted(first["tasks_trained"].unique()))
+    ax.legend(title="optimizer", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    save(fig, stem)
+
+
+def accuracy_matrices(df: pd.DataFrame, order: Sequence[str], stem: str | Path, title: str) -> None:
+    """One heatmap of R (mean over seeds) per optimizer, on a shared 0-1 colour scale."""
+    n_tasks = df["task"].nunique()
+    fig, axes = plt.subplots(1, len(order), figsize=(2.9 * len(order) + 1, 3.2), squeeze=False,
+                             constrained_layout=True)
+    for ax, name in zip(axes[0], order):
+        mean = (df[df["optimizer"] == name].groupby(["after_task", "task"])["accuracy"].mean()
+                .unstack("task").reindex(index=range(n_tasks), columns=range(n_tasks)))
+        sns.heatmap(mean, vmin=0, vmax=1, cmap="viridis", square=True, cbar=False, ax=ax,
+                    annot=n_tasks <= 5, fmt=".2f", annot_kws={"size": 7})
+        ax.set(title=name, xlabel="evaluated on task j", ylabel="after training task i" if ax is axes[0][0] else "")
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="viridis"), ax=axes[0].tolist(),
+                 shrink=0.8, label="test accuracy R[i][j]")
+    fig.suptitle(f"{title} ({_seed_note(df)})")
+    save(fig, stem)

@@ -1,0 +1,58 @@
+"""Continual-learning metrics on the accuracy matrix R (pure functions, tested by hand).
+
+R[i][j] is the test accuracy on task j after training on tasks 0..i (T x T, as in PAPER.md):
+
+* average accuracy = mean_j R[T-1][j]
+* forgetting of task j < T-1 = max_{i < T-1} R[i][j] - R[T-1][j]  (the best it ever was, minus now)
+* backward transfer = mean_{j < T-1} (R[T-1][j] - R[j][j])          (negative means forgetting)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _square(R: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
+        raise ValueError(f"the accuracy matrix must be square and non-empty, got shape {R.shape}")
+    return R
+
+
+def average_accuracy(R) -> float:
+    return float(_square(R)[-1].mean())
+
+
+def forgetting_per_task(R) -> list[float]:
+    """Forgetting of each task but the last (an empty list for a single task)."""
+    R = _square(R)
+    T = R.shape[0]
+    return [float(R[: T - 1, j].max() - R[T - 1, j]) for j in range(T - 1)]
+
+
+def average_forgetting(R) -> float:
+    per_task = forgetting_per_task(R)
+    return float(np.mean(per_task)) if per_task else 0.0
+
+
+def backward_transfer(R) -> float:
+    R = _square(R)
+    T = R.shape[0]
+    if T == 1:
+        return 0.0
+    return float(np.mean([R[T - 1, j] - R[j, j] for j in range(T - 1)]))
+
+
+def summarize(R) -> dict[str, float | list[float]]:
+    """Every scalar the figures and the audit read from one accuracy matrix."""
+    R = _square(R)
+    return {
+        "average_accuracy": average_accuracy(R),
+        "forgetting": forgetting_per_task(R),
+        "average_forgetting": average_forgetting(R),
+        "bwt": backward_transfer(R),
+        "final_accuracy": R[-1].tolist(),
+        "mean_accuracy_old_tasks": float(R[-1, :-1].mean()) if len(R) > 1 else None,
+    }

@@ -1,0 +1,294 @@
+"""Textbook full-matrix Shampoo (Gupta, Koren & Singer, ICML 2018) as a ``torch.optim.Optimizer``.
+
+Why our own: the paper's Example 1 is about what a *non-diagonal* preconditioner does to the solution,
+so the preconditioner must be the textbook one, and every ingredient the mechanism ablation varies
+(statistics, exponent, epsilon, update frequency, grafting) must be an explicit option.
+pytorch_optimizer's ``Shampoo`` writes NaN at lr >= 0.03 (failed SVDs) and its ``ScalableShampoo``
+is a different algorithm.
+
+For a 2-D weight W (m x n) with gradient G, Shampoo keeps two Kronecker factors of the
+gradient second moment and steps along their inverse fourth roots (Algorithm 1 of the paper):
+
+    L <- L + G G^T  (m x m),    R <- R + G^T G  (n x n),    W <- W - lr * L^(-1/4) G R^(-1/4)
+
+Everything else is an option with the textbook choice (or the common practical one) as default:
+
+* ``statistics``: "sum" (the paper) or "ema" (L <- beta2 L + (1 - beta2) G G^T, no bias correction;
+  it is a scalar that grafting removes anyway).
+* ``exponent``: "quarter" (the paper); "half_left" = L^(-1/2) G, "half_right" = G R^(-1/2)
+  (one-sided, the full-matrix Adagrad exponent on one side only).
+* ``epsilon``: damping added to a factor before its root. "absolute" adds epsilon * I (the paper
+  starts from L_0 = epsilon * I); "relative" adds epsilon * lambda_max(factor) * I, which makes the
+  damping independent of the gradient scale.
+* ``update_freq``: roots are recomputed at steps 1, 1 + k, 1 + 2k, ... and the stale roots are used
+  in between (statistics are still accumulated at every step).
+* ``grafting``: layer-wise, the Shampoo direction is rescaled to the Frobenius norm of another
+  optimizer's direction: "adagrad" (diagonal Adagrad, G / (sqrt(sum G^2) + graft_eps)), "sgd" (G),
+  "adam" (bias-corrected Adam), or "none" (the raw Shampoo step). Grafting fixes the step size
+  that Shampoo alone gets wrong, so the comparison with Adam is about direction, not scale.
+* ``non_2d``: parameters that are not 2-D (biases) get diagonal Adagrad ("adagrad") or the grafted
+  optimizer's step ("graft").
+* ``max_precond_dim``: a side longer than this keeps only the diagonal of its factor.
+* ``momentum`` (heavy ball on the final, grafted direction) and decoupled ``weight_decay``.
+
+Roots are computed with ``torch.linalg.eigh`` in float64 and cast back to the parameter dtype.
+A failed or non-finite root keeps the last good one (identity before the first) and is counted.
+A parameter update that would be non-finite is skipped and counted, so the optimizer never writes
+NaN or inf into a parameter. ``diagnostics()`` reports the counters (train.py records them).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+STATISTICS = ("sum", "ema")
+EXPONENTS: dict[str, tuple[float | None, float | None]] = {  # (power on L, power on R); None: side unused
+    "quarter": (0.25, 0.25),
+    "half_left": (0.5, None),
+    "half_right": (None, 0.5),
+}
+EPSILON_MODES = ("relative", "absolute")
+GRAFTINGS = ("adagrad", "none", "sgd", "adam")
+NON_2D = ("adagrad", "graft")
+EIGEN_FLOOR = 1e-30  # damped eigenvalues below this (only by underflow) are clamped before the power
+COUNTERS = ("root_failures", "root_computations", "root_time_s", "nonfinite_updates")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate(group: dict[str, Any]) -> None:
+    """Raise ValueError naming the first bad option and what it may be (configs come from YAML)."""
+    unit = lambda v: _is_number(v) and 0 <= v < 1  # noqa: E731
+    checks = [
+        ("lr", _is_number(group["lr"]) and group["lr"] >= 0, "a number >= 0"),
+        ("momentum", unit(group["momentum"]), "a number in [0, 1)"),
+        ("weight_decay", _is_number(group["weight_decay"]) and group["weight_decay"] >= 0, "a number >= 0"),
+        ("statistics", group["statistics"] in STATISTICS, " or ".join(map(repr, STATISTICS))),
+        ("beta2", unit(group["beta2"]), "a number in [0, 1)"),
+        ("exponent", group["exponent"] in EXPONENTS, " or ".join(map(repr, EXPONENTS))),
+        ("epsilon", _is_number(group["epsilon"]) and group["epsilon"] > 0, "a number > 0"),
+        ("epsilon_mode", group["epsilon_mode"] in EPSILON_MODES, " or ".join(map(repr, EPSILON_MODES))),
+        ("update_freq", _is_int(group["update_freq"]) and group["update_freq"] >= 1, "an integer >= 1"),
+        ("grafting", group["grafting"] in GRAFTINGS, " or ".join(map(repr, GRAFTINGS))),
+        ("graft_beta1", unit(group["graft_beta1"]), "a number in [0, 1)"),
+        ("graft_beta2", unit(group["graft_beta2"]), "a number in [0, 1)"),
+        ("graft_eps", _is_number(group["graft_eps"]) and group["graft_eps"] > 0, "a number > 0"),
+        ("non_2d", group["non_2d"] in NON_2D, " or ".join(map(repr, NON_2D))),
+        ("max_precond_dim", _is_int(group["max_precond_dim"]) and group["max_precond_dim"] >= 1,
+         "an integer >= 1"),
+    ]
+    for name, ok, allowed in checks:
+        if not ok:
+            raise ValueError(f"Shampoo: invalid {name}={group[name]!r}; allowed: {allowed}")
+    if group["non_2d"] == "graft" and group["grafting"] == "none":
+        raise ValueError("Shampoo: invalid non_2d='graft' with grafting='none' (no grafted optimizer to use); "
+                         "allowed: non_2d='adagrad', or grafting 'adagrad', 'sgd' or 'adam'")
+
+
+def inverse_root(factor: torch.Tensor, power: float, epsilon: float, epsilon_mode: str) -> torch.Tensor:
+    """(factor + damping * I)^(-power) via a float64 eigendecomposition, in the factor's dtype.
+
+    A 1-D ``factor`` is the diagonal of a factor (sides above max_precond_dim). The eigenvalues of a
+    PSD factor can come out slightly negative by rounding, so they are clamped to 0 before damping;
+    damping then keeps them away from 0. Shifting the eigenvalues is exactly eigh of the damped
+    factor (same eigenvectors) and lets relative damping use lambda_max without a second solve.
+    A relative damping of an all-zero factor (nothing observed yet) returns the identity.
+    """
+    f = factor.to(torch.float64)
+    if f.ndim == 1:
+        eigenvalues, vectors = f, None
+    else:
+        eigenvalues, vectors = torch.linalg.eigh(f)
+    eigenvalues = eigenvalues.clamp_min(0)
+    damping = epsilon * float(eigenvalues.max()) if epsilon_mode == "relative" else epsilon
+    if damping == 0:
+        return torch.ones_like(factor) if vectors is None else torch.eye(len(f), dtype=factor.dtype, device=f.device)
+    scaled = (eigenvalues + damping).clamp_min(EIGEN_FLOOR).pow(-power)
+    root = scaled if vectors is None else (vectors * scaled) @ vectors.T
+    return root.to(factor.dtype)
+
+
+def precondition(grad: torch.Tensor, left: torch.Tensor | None, right: torch.Tensor | None) -> torch.Tensor:
+    """left @ grad @ right; a 1-D root is a diagonal matrix, None is the identity."""
+    out = grad
+    if left is not None:
+        out = left @ out if left.ndim == 2 else left[:, None] * out
+    if right is not None:
+        out = out @ right if right.ndim == 2 else out * right[None, :]
+    return out
+
+
+class Shampoo(torch.optim.Optimizer):
+    """Full-matrix Shampoo with grafting; see the module docstring for what each option does.
+
+    Counters (totals over all parameters, kept across ``state_dict``/``load_state_dict``):
+    ``root_failures``, ``root_computations``, ``root_time_s`` (seconds in root computations,
+    time.perf_counter) and ``nonfinite_updates`` (parameter updates skipped as non-finite).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        statistics: str = "sum",
+        beta2: float = 0.999,
+        exponent: str = "quarter",
+        epsilon: float = 1e-6,
+        epsilon_mode: str = "relative",
+        update_freq: int = 10,
+        grafting: str = "adagrad",
+        graft_beta1: float = 0.9,
+        graft_beta2: float = 0.999,
+        graft_eps: float = 1e-8,
+        non_2d: str = "adagrad",
+        max_precond_dim: int = 2048,
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, statistics=statistics, beta2=beta2,
+                        exponent=exponent, epsilon=epsilon, epsilon_mode=epsilon_mode, update_freq=update_freq,
+                        grafting=grafting, graft_beta1=graft_beta1, graft_beta2=graft_beta2, graft_eps=graft_eps,
+                        non_2d=non_2d, max_precond_dim=max_precond_dim)
+        validate(defaults)
+        self.root_failures = 0
+        self.root_computations = 0
+        self.root_time_s = 0.0
+        self.nonfinite_updates = 0
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        validate(self.param_groups[-1])  # per-group overrides get the same checks as the defaults
+
+    def diagnostics(self) -> dict[str, int | float]:
+        """The counters, for the run's metrics."""
+        return {name: getattr(self, name) for name in COUNTERS}
+
+    def state_dict(self) -> dict[str, Any]:
+        state_dict = super().state_dict()
+        state_dict["diagnostics"] = self.diagnostics()
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        counters = state_dict.pop("diagnostics", {})
+        super().load_state_dict(state_dict)
+        for name in COUNTERS:
+            if name in counters:
+                setattr(self, name, type(getattr(self, name))(counters[name]))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("Shampoo does not support sparse gradients")
+                self._update(p, group)
+        return loss
+
+    def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        grad, state = p.grad, self.state[p]
+        if not torch.isfinite(grad).all():  # a blown-up loss must not poison the statistics for good
+            self.nonfinite_updates += 1
+            return
+        state["step"] = state.get("step", 0) + 1
+
+        if p.ndim == 2:
+            direction = self._shampoo_direction(grad, state, group)
+            if group["grafting"] != "none":
+                graft_norm, norm = self._graft_direction(grad, state, group).norm(), direction.norm()
+                direction = direction * torch.where(norm > 0, graft_norm / norm, torch.zeros_like(norm))
+        elif group["non_2d"] == "adagrad":
+            direction = self._adagrad_direction(grad, state, group["graft_eps"])
+        else:
+            direction = self._graft_direction(grad, state, group)
+
+        if group["momentum"] > 0:
+            direction = group["momentum"] * state.get("momentum_buffer", torch.zeros_like(p)) + direction
+        new_p = p * (1 - group["lr"] * group["weight_decay"]) - group["lr"] * direction
+        if not torch.isfinite(new_p).all():  # skip rather than write NaN/inf into the model
+            self.nonfinite_updates += 1
+            return
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = direction
+        p.copy_(new_p)
+
+    def _shampoo_direction(self, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> torch.Tensor:
+        """Accumulate L and R, refresh their roots on schedule, return L^-pL G R^-pR."""
+        roots: dict[str, torch.Tensor | None] = {"L": None, "R": None}
+        refresh = (state["step"] - 1) % group["update_freq"] == 0
+        for side, power in zip("LR", EXPONENTS[group["exponent"]]):
+            if power is None:
+                continue
+            g = grad if side == "L" else grad.T  # R's statistics are L's statistics of G^T
+            if g.shape[0] > group["max_precond_dim"]:
+                stat = (g * g).sum(dim=1)  # the diagonal of g g^T
+            else:
+                stat = g @ g.T
+            if side not in state:  # roots start as the identity: the fallback if the first root fails
+                state[side] = torch.zeros_like(stat)
+                eye = torch.ones(len(stat), dtype=stat.dtype, device=stat.device)
+                state[f"{side}_root"] = eye if stat.ndim == 1 else torch.diag(eye)
+            if group["statistics"] == "sum":
+                state[side].add_(stat)
+            else:
+                state[side].mul_(group["beta2"]).add_(stat, alpha=1 - group["beta2"])
+            if refresh:
+                self._refresh_root(state, side, power, group)
+            roots[side] = state[f"{side}_root"]
+        return precondition(grad, roots["L"], roots["R"])
+
+    def _refresh_root(self, state: dict[str, Any], side: str, power: float, group: dict[str, Any]) -> None:
+        """Recompute one root; on failure keep the last good one so training goes on, and count it."""
+        start = time.perf_counter()
+        self.root_computations += 1
+        try:
+            root = inverse_root(state[side], power, group["epsilon"], group["epsilon_mode"])
+            ok = bool(torch.isfinite(root).all())  # also waits for the device, so the timing is honest
+        except RuntimeError:  # torch.linalg.LinAlgError is a RuntimeError
+            ok = False
+        if ok:
+            state[f"{side}_root"].copy_(root)
+        else:
+            self.root_failures += 1
+        self.root_time_s += time.perf_counter() - start
+
+    @staticmethod
+    def _adagrad_direction(grad: torch.Tensor, state: dict[str, Any], eps: float) -> torch.Tensor:
+        if "adagrad_sum" not in state:
+            state["adagrad_sum"] = torch.zeros_like(grad)
+        state["adagrad_sum"].addcmul_(grad, grad)
+        return grad / (state["adagrad_sum"].sqrt() + eps)
+
+    def _graft_direction(self, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> torch.Tensor:
+        """The step direction (before lr) of the grafted optimizer; its statistics live in ``state``."""
+        if group["grafting"] == "sgd":
+            return grad
+        if group["grafting"] == "adagrad":
+            return self._adagrad_direction(grad, state, group["graft_eps"])
+        beta1, beta2, step = group["graft_beta1"], group["graft_beta2"], state["step"]
+        if "graft_m" not in state:
+            state["graft_m"], state["graft_v"] = torch.zeros_like(grad), torch.zeros_like(grad)
+        state["graft_m"].mul_(beta1).add_(grad, alpha=1 - beta1)
+        state["graft_v"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        m_hat = state["graft_m"] / (1 - beta1 ** step)
+        v_hat = state["graft_v"] / (1 - beta2 ** step)
+        return m_hat / (v_hat.sqrt() + group["graft_eps"])

@@ -1,0 +1,36 @@
+"""Per-optimizer summaries of a benchmark's runs: mean and bootstrap 95% CI over seeds.
+
+These JSON files are what the README tables, DVC metrics and the claims audit read, so that no
+number is recomputed (or retyped) downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .stats import bootstrap_ci
+
+SCALARS = ("average_accuracy", "average_forgetting", "bwt", "mean_accuracy_old_tasks")
+
+
+def summarize_runs(runs: Sequence[dict], order: Sequence[str]) -> dict:
+    by_optimizer: dict[str, list[dict]] = {name: [] for name in order}
+    for run in runs:
+        by_optimizer.setdefault(run["optimizer"], []).append(run)
+    # JSON objects are written with sorted keys, so the legend order travels as its own list.
+    out: dict = {"benchmark": runs[0]["benchmark"] if runs else None, "order": list(by_optimizer), "optimizers": {}}
+    for name, group in by_optimizer.items():
+        group = sorted(group, key=lambda r: r["seed"])
+        entry = {"seeds": [r["seed"] for r in group]}
+        for key in SCALARS:
+            values = [r[key] for r in group if r.get(key) is not None]
+            if values:
+                mean, low, high = bootstrap_ci(values)
+                entry[key] = {"mean": mean, "ci95": [low, high], "per_seed": values}
+        n_tasks = len(group[0]["R"]) if group else 0
+        entry["final_accuracy_per_task"] = []
+        for j in range(n_tasks):
+            mean, low, high = bootstrap_ci([r["R"][-1][j] for r in group])
+            entry["final_accuracy_per_task"].append({"task": group[0]["tasks"][j], "mean": mean, "ci95": [low, high]})
+        out["optimizers"][name] = entry
+    return out

@@ -1,0 +1,170 @@
+"""Sequential training on a continual-learning benchmark, filling the accuracy matrix R task by task.
+
+One run = one (benchmark, optimizer, seed). The whole dataset lives on the device (CUDA when
+present), batches are drawn with a seeded generator, and the initial weights depend on the seed
+only, so every optimizer starts from the same point: any difference in the solution is the
+optimizer's doing. After each task the model is evaluated on every task's test split (row i of R)
+and a checkpoint (state_dict only) is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import benchmarks, data, metrics, optim
+from .models import MLP
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or inf; the message says where and what to change."""
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {requested!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(requested)
+
+
+def make_deterministic(seed: int, threads: int) -> None:
+    # cuBLAS needs this before its first call to give bitwise-reproducible matmuls.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
+    """Top-1 accuracy over all output classes (no task id: the shared head must pick the digit)."""
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        logits = model(x[start:start + batch_size])
+        correct += int((logits.argmax(dim=1) == y[start:start + batch_size]).sum())
+    return correct / len(y)
+
+
+def init_model(seed: int, model_cfg: dict, in_features: int = 784, num_classes: int = 10) -> MLP:
+    """Initialize on the CPU from the seed alone, so every optimizer and device starts identically."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(in_features, model_cfg.get("hidden", [256, 256]), num_classes)
+
+
+def optimizer_diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Counters an optimizer exposes about itself (e.g. Shampoo's root failures), if any."""
+    report = getattr(optimizer, "diagnostics", None)
+    return dict(report()) if callable(report) else {}
+
+
+def train_run(spec: dict, dataset_path: str | Path, out_dir: str | Path | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Train one run described by ``spec`` and return its metrics (also written to out_dir).
+
+    ``spec`` keys: benchmark, benchmark_cfg, optimizer, optimizer_cfg, seed, model, train.
+    With ``out_dir``, writes ``checkpoints/task{i}.pt`` after each task and ``metrics.json`` last.
+    """
+    train_cfg = spec.get("train", {})
+    bench_cfg = spec["benchmark_cfg"]
+    seed = int(spec["seed"])
+    optim.check(spec["optimizer"], spec["optimizer_cfg"])  # fail before loading anything heavy
+    make_deterministic(seed, int(train_cfg.get("threads", 1)))
+    device = pick_device(train_cfg.get("device", "auto"))
+
+    tasks = benchmarks.get(spec["benchmark"]).build(data.load(dataset_path), bench_cfg)
+    tasks = [benchmarks.Task(t.name, t.classes, *(v.to(device) for v in (t.x_train, t.y_train, t.x_test, t.y_test)))
+             for t in tasks]
+    model = init_model(seed, spec.get("model", {})).to(device)
+    make_optimizer = lambda: optim.build(spec["optimizer_cfg"], model.parameters(), spec["optimizer"])  # noqa: E731
+    optimizer = make_optimizer()
+
+    epochs = int(bench_cfg.get("epochs_per_task", 1))
+    batch_size = int(bench_cfg.get("batch_size", 64))
+    log_every = int(train_cfg.get("loss_log_every", 10))
+    generator = torch.Generator().manual_seed(seed + 1)
+    ckpt_dir = Path(out_dir) / "checkpoints" if out_dir is not None else None
+    if ckpt_dir is not None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    R: list[list[float]] = []
+    curve: dict[str, list] = {"step": [], "task": [], "loss": []}
+    window: list[torch.Tensor] = []
+    step = 0
+    total = sum(epochs * math.ceil(len(t.y_train) / batch_size) for t in tasks)
+    started = time.perf_counter()
+    bar = tqdm(total=total, disable=not progress, mininterval=2.0,
+               desc=f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}")
+    for i, task in enumerate(tasks):
+        if i > 0 and train_cfg.get("reset_optimizer", False):
+            optimizer = make_optimizer()
+        model.train()
+        for epoch in range(epochs):
+            order = torch.randperm(len(task.y_train), generator=generator).to(device)
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                loss = F.cross_entropy(model(task.x_train[idx]), task.y_train[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                window.append(loss.detach())
+                if len(window) == log_every:
+                    mean_loss = float(torch.stack(window).mean())
+                    window.clear()
+                    if not math.isfinite(mean_loss):
+                        bar.close()
+                        raise DivergenceError(
+                            f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}: the training loss became "
+                            f"{mean_loss} at task {i} ({task.name}), epoch {epoch}, step {step}. Lower "
+                            f"optimizers.{spec['optimizer']}.lr (now {spec['optimizer_cfg'].get('lr')}) "
+                            "in the config, or check the optimizer's settings."
+                        )
+                    curve["step"].append(step)
+                    curve["task"].append(i)
+                    curve["loss"].append(mean_loss)
+                bar.update()
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            bar.close()
+            raise DivergenceError(
+                f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}: the weights hold NaN or inf after "
+                f"task {i} ({task.name}). Lower optimizers.{spec['optimizer']}.lr in the config."
+            )
+        model.eval()
+        R.append([accuracy(model, t.x_test, t.y_test) for t in tasks])
+        bar.set_postfix(task=i, acc_current=f"{R[-1][i]:.3f}", acc_first=f"{R[-1][0]:.3f}")
+        if ckpt_dir is not None:
+            data.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                   ckpt_dir / f"task{i}.pt")
+    bar.close()
+
+    result = {
+        "benchmark": spec["benchmark"],
+        "optimizer": spec["optimizer"],
+        "seed": seed,
+        "spec": spec,
+        "tasks": [t.name for t in tasks],
+        "R": R,
+        **metrics.summarize(R),
+        "loss_curve": curve,
+        "steps": step,
+        "optimizer_diagnostics": optimizer_diagnostics(optimizer),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch_version": torch.__version__,
+        "platform": platform.machine(),
+        "status": "ok",
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    if out_dir is not None:
+        data.atomic_write_json(Path(out_dir) / "metrics.json", result)
+    return result

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from optbias import optim
+
+
+def test_registry_builds_each_known_type():
+    for name in optim.known():
+        model = torch.nn.Linear(4, 3)
+        opt = optim.build({"type": name, "lr": 1e-3}, model.parameters(), name)
+        assert isinstance(opt, torch.optim.Optimizer)
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+
+
+def test_adam_entries_differ_only_by_lr():
+    model = torch.nn.Linear(2, 2)
+    a = optim.build({"type": "adam", "lr": 1e-3}, model.parameters())
+    b = optim.build({"type": "adam", "lr": 1e-4}, model.parameters())
+    assert type(a) is torch.optim.Adam and a.defaults["lr"] == 1e-3 and b.defaults["lr"] == 1e-4
+    assert a.defaults["weight_decay"] == 0  # "adam" means no decay; adamw is the decoupled one
+
+
+def test_unknown_type_lists_known_ones():
+    with pytest.raises(optim.OptimizerConfigError, match="known types: adam, adamw, sgd, shampoo"):
+        optim.check("mine", {"type": "lion", "lr": 1e-4})
+
+
+def test_unknown_hyperparameter_is_named():
+    with pytest.raises(optim.OptimizerConfigError, match="adamw does not take nesterov"):
+        optim.check("x", {"type": "adamw", "lr": 1e-3, "nesterov": True})

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from optbias.stats import bootstrap_ci
+from optbias.summary import summarize_runs
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():
+    values = [0.1, 0.2, 0.3, 0.4, 0.5]
+    mean, low, high = bootstrap_ci(values)
+    assert mean == pytest.approx(0.3)
+    assert low < mean < high
+    assert min(values) <= low and high <= max(values)
+    assert bootstrap_ci(values) == (mean, low, high)
+
+
+def test_bootstrap_ci_of_constant_values_has_zero_width():
+    assert bootstrap_ci([0.7, 0.7, 0.7]) == pytest.approx((0.7, 0.7, 0.7))
+    assert bootstrap_ci([0.4]) == (0.4, 0.4, 0.4)
+
+
+def test_bootstrap_ci_matches_normal_theory_roughly():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    mean, low, high = bootstrap_ci(x)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert (high - low) / 2 == pytest.approx(half, rel=0.15)
+
+
+def test_summarize_runs_groups_by_optimizer():
+    def run(opt, seed, last):
+        return {"benchmark": "b", "optimizer": opt, "seed": seed, "tasks": ["t0", "t1"],
+                "R": [[1.0, 0.0], last], "average_accuracy": sum(last) / 2, "average_forgetting": 1 - last[0],
+                "bwt": last[0] - 1, "mean_accuracy_old_tasks": last[0]}
+    runs = [run("a", 0, [0.0, 1.0]), run("a", 1, [0.0, 1.0]), run("s", 0, [0.5, 1.0]), run("s", 1, [0.3, 1.0])]
+    out = summarize_runs(runs, ["s", "a"])
+    assert out["order"] == ["s", "a"]
+    assert out["optimizers"]["a"]["average_forgetting"]["mean"] == pytest.approx(1.0)
+    assert out["optimizers"]["s"]["mean_accuracy_old_tasks"]["mean"] == pytest.approx(0.4)
+    assert out["optimizers"]["s"]["mean_accuracy_old_tasks"]["per_seed"] == [0.5, 0.3]
+    assert out["optimizers"]["s"]["final_accuracy_per_task"][0]["mean"] == pytest.approx(0.4)

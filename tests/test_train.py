@@ -1,0 +1,102 @@
+"""Training loop: determinism, same initialization for every optimizer, clear divergence errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from optbias import data, train
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "mnist-5k.pt"
+    data.fetch("mnist-5k", path, {})
+    return path
+
+
+def spec(optimizer_cfg, optimizer="opt", benchmark="class_incremental", seed=0, **bench):
+    bench_cfg = {"epochs_per_task": 1, "batch_size": 128, "pairs": [[0, 1], [2, 3]], **bench}
+    if benchmark == "permuted":
+        bench_cfg = {"n_tasks": 2, "epochs_per_task": 1, "batch_size": 256, **bench}
+    return {"benchmark": benchmark, "benchmark_cfg": bench_cfg, "optimizer": optimizer,
+            "optimizer_cfg": optimizer_cfg, "seed": seed, "model": {"hidden": [16]},
+            "train": {"device": "cpu", "threads": 1, "loss_log_every": 2}}
+
+
+def strip_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "wall_time_s"}
+
+
+def test_same_seed_gives_identical_metrics_and_checkpoints(dataset, tmp_path):
+    s = spec({"type": "adam", "lr": 1e-3})
+    a = train.train_run(s, dataset, tmp_path / "a", progress=False)
+    b = train.train_run(s, dataset, tmp_path / "b", progress=False)
+    assert strip_timing(a) == strip_timing(b)
+    assert strip_timing(json.loads((tmp_path / "a/metrics.json").read_text())) == \
+        strip_timing(json.loads((tmp_path / "b/metrics.json").read_text()))
+    for task in (0, 1):
+        assert data.sha256_file(tmp_path / f"a/checkpoints/task{task}.pt") == \
+            data.sha256_file(tmp_path / f"b/checkpoints/task{task}.pt")
+
+
+def test_different_seeds_differ(dataset):
+    a = train.train_run(spec({"type": "sgd", "lr": 0.05}, seed=0), dataset, progress=False)
+    b = train.train_run(spec({"type": "sgd", "lr": 0.05}, seed=1), dataset, progress=False)
+    assert a["loss_curve"]["loss"] != b["loss_curve"]["loss"]
+
+
+def test_every_optimizer_starts_from_the_same_weights():
+    a = train.init_model(3, {"hidden": [16]})
+    torch.manual_seed(123)  # global RNG state must not matter
+    b = train.init_model(3, {"hidden": [16]})
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = train.init_model(4, {"hidden": [16]})
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_checkpoints_load_with_weights_only_and_reproduce_R(dataset, tmp_path):
+    result = train.train_run(spec({"type": "sgd", "lr": 0.1}), dataset, tmp_path, progress=False)
+    model = train.init_model(0, {"hidden": [16]})
+    model.load_state_dict(torch.load(tmp_path / "checkpoints/task1.pt", weights_only=True))
+    from optbias import benchmarks
+
+    tasks = benchmarks.class_incremental(data.load(dataset), [(0, 1), (2, 3)])
+    assert [train.accuracy(model, t.x_test, t.y_test) for t in tasks] == result["R"][-1]
+
+
+def test_R_rows_are_filled_after_each_task_and_metrics_follow(dataset):
+    r = train.train_run(spec({"type": "adam", "lr": 1e-3}, benchmark="permuted"), dataset, progress=False)
+    assert len(r["R"]) == 2 and r["tasks"] == ["perm0", "perm1"]
+    assert r["R"][0][0] > 0.3  # 16 Adam steps already learn the digits far above chance (0.1)
+    assert r["average_forgetting"] == pytest.approx(r["R"][0][0] - r["R"][1][0])
+    assert r["steps"] == 2 * 16  # 4000 / 256 rounded up, two tasks
+
+
+def test_nan_loss_stops_with_a_clear_error(dataset, tmp_path):
+    with pytest.raises(train.DivergenceError, match=r"loss became (nan|inf).*Lower optimizers\.opt\.lr"):
+        train.train_run(spec({"type": "sgd", "lr": 1e30}), dataset, tmp_path, progress=False)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_unknown_optimizer_fails_before_training(dataset):
+    with pytest.raises(ValueError, match="known types"):
+        train.train_run(spec({"type": "lbfgs2", "lr": 1.0}), dataset, progress=False)
+
+
+def test_reset_optimizer_changes_adam_trajectory(dataset):
+    keep = spec({"type": "adam", "lr": 1e-3})
+    reset = spec({"type": "adam", "lr": 1e-3})
+    reset["train"]["reset_optimizer"] = True
+    a = train.train_run(keep, dataset, progress=False)
+    b = train.train_run(reset, dataset, progress=False)
+    assert a["R"][0] == b["R"][0]  # identical until the first task boundary
+    assert a["R"][1] != b["R"][1]
+
+
+def test_pick_device():
+    assert train.pick_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert train.pick_device("auto").type == expected

@@ -1,0 +1,52 @@
+rule figure_class_incremental:
+    """The paper's left panel: final accuracy on each digit pair, per optimizer."""
+    input:
+        metrics=run_metrics("class_incremental"),
+    output:
+        pdf=report("figures/class_incremental_final_accuracy.pdf",
+                   caption="../report/class_incremental_final_accuracy.rst", category="Continual learning"),
+        png="figures/class_incremental_final_accuracy.png",
+    params:
+        order=OPTIMIZERS,
+        stem="figures/class_incremental_final_accuracy",
+    log:
+        "logs/figures/class_incremental_final_accuracy.log",
+    shell:
+        "{PYTHON} -m optbias figure final-accuracy --metrics {input.metrics} --order {params.order} "
+        "--stem {params.stem} --title 'Class-incremental MNIST: accuracy of the final model per pair' > {log} 2>&1"
+
+
+rule figure_permuted:
+    """Permuted MNIST: accuracy on task 1 after each task, per optimizer."""
+    input:
+        metrics=run_metrics("permuted"),
+    output:
+        pdf=report("figures/permuted_first_task_accuracy.pdf",
+                   caption="../report/permuted_first_task_accuracy.rst", category="Continual learning"),
+        png="figures/permuted_first_task_accuracy.png",
+    params:
+        order=OPTIMIZERS,
+        stem="figures/permuted_first_task_accuracy",
+    log:
+        "logs/figures/permuted_first_task_accuracy.log",
+    shell:
+        "{PYTHON} -m optbias figure first-task-accuracy --metrics {input.metrics} --order {params.order} "
+        "--stem {params.stem} --title 'Permuted MNIST: accuracy on task 1' > {log} 2>&1"
+
+
+rule figure_accuracy_matrices:
+    """Heatmaps of the accuracy matrix R (mean over seeds), one per optimizer."""
+    input:
+        metrics=lambda w: run_metrics(w.benchmark),
+    output:
+        pdf=report("figures/accuracy_matrices_{benchmark}.pdf",
+                   caption="../report/accuracy_matrices.rst", category="Continual learning"),
+        png="figures/accuracy_matrices_{benchmark}.png",
+    params:
+        order=OPTIMIZERS,
+        stem="figures/accuracy_matrices_{benchmark}",
+    log:
+        "logs/figures/accuracy_matrices_{benchmark}.log",
+    shell:
+        "{PYTHON} -m optbias figure accuracy-matrices --metrics {input.metrics} --order {params.order} "
+        "--stem {params.stem} --title 'Accuracy matrix, {wildcards.benchmark}' > {log} 2>&1"
