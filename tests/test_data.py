@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from optbias import data
+from optbias import data, fileio
 
 
 def write_idx(path, array: np.ndarray, compress: bool = False) -> None:
@@ -90,11 +90,11 @@ def test_embedded_mnist_5k_fetch_and_verified_load(tmp_path):
     loaded = data.load(out)
     assert loaded["x_train"].dtype == torch.uint8 and loaded["x_train"].shape == (4000, 784)
     assert int(loaded["x_train"].max()) == 255
-    assert json.loads(data.manifest_path(out).read_text())["sha256"] == data.sha256_file(out)
+    assert json.loads(data.manifest_path(out).read_text())["sha256"] == fileio.sha256_file(out)
     # deterministic: a second fetch gives the same bytes
     out2 = tmp_path / "again.pt"
     data.fetch("mnist-5k", out2, {"test_fraction": 0.2, "split_seed": 0})
-    assert data.sha256_file(out2) == data.sha256_file(out)
+    assert fileio.sha256_file(out2) == fileio.sha256_file(out)
 
 
 def test_corrupted_file_fails_its_checksum_with_refetch_hint(tmp_path):
@@ -131,13 +131,13 @@ def test_mnist_download_failure_names_offline_alternatives(tmp_path, monkeypatch
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "out.json"
-    data.atomic_write_json(target, {"a": 1})
+    fileio.atomic_write_json(target, {"a": 1})
 
     def boom(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(data.os, "replace", boom)
+    monkeypatch.setattr(fileio.os, "replace", boom)
     with pytest.raises(OSError):
-        data.atomic_write_json(target, {"a": 2})
+        fileio.atomic_write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from optbias import data, train
+from optbias import data, fileio, train
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,14 @@ def strip_timing(metrics: dict) -> dict:
 
 def test_same_seed_gives_identical_metrics_and_checkpoints(dataset, tmp_path):
     s = spec({"type": "adam", "lr": 1e-3})
-    a = train.train_run(s, dataset, tmp_path / "a", progress=False)
-    b = train.train_run(s, dataset, tmp_path / "b", progress=False)
+    a = train.train_run(s, dataset, tmp_path / "a/metrics.json", tmp_path / "a/checkpoints", progress=False)
+    b = train.train_run(s, dataset, tmp_path / "b/metrics.json", tmp_path / "b/checkpoints", progress=False)
     assert strip_timing(a) == strip_timing(b)
     assert strip_timing(json.loads((tmp_path / "a/metrics.json").read_text())) == \
         strip_timing(json.loads((tmp_path / "b/metrics.json").read_text()))
     for task in (0, 1):
-        assert data.sha256_file(tmp_path / f"a/checkpoints/task{task}.pt") == \
-            data.sha256_file(tmp_path / f"b/checkpoints/task{task}.pt")
+        assert fileio.sha256_file(tmp_path / f"a/checkpoints/task{task}.pt") == \
+            fileio.sha256_file(tmp_path / f"b/checkpoints/task{task}.pt")
 
 
 def test_different_seeds_differ(dataset):
@@ -58,7 +58,8 @@ def test_every_optimizer_starts_from_the_same_weights():
 
 
 def test_checkpoints_load_with_weights_only_and_reproduce_R(dataset, tmp_path):
-    result = train.train_run(spec({"type": "sgd", "lr": 0.1}), dataset, tmp_path, progress=False)
+    result = train.train_run(spec({"type": "sgd", "lr": 0.1}), dataset, checkpoint_dir=tmp_path / "checkpoints",
+                             progress=False)
     model = train.init_model(0, {"hidden": [16]})
     model.load_state_dict(torch.load(tmp_path / "checkpoints/task1.pt", weights_only=True))
     from optbias import benchmarks
@@ -77,7 +78,7 @@ def test_R_rows_are_filled_after_each_task_and_metrics_follow(dataset):
 
 def test_nan_loss_stops_with_a_clear_error(dataset, tmp_path):
     with pytest.raises(train.DivergenceError, match=r"loss became (nan|inf).*Lower optimizers\.opt\.lr"):
-        train.train_run(spec({"type": "sgd", "lr": 1e30}), dataset, tmp_path, progress=False)
+        train.train_run(spec({"type": "sgd", "lr": 1e30}), dataset, tmp_path / "metrics.json", progress=False)
     assert not (tmp_path / "metrics.json").exists()
 
 

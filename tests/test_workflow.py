@@ -110,3 +110,12 @@ def test_bad_config_stops_before_any_job(tmp_path, tiny_config, mutate, message)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "data").exists()  # nothing was fetched or trained
+
+
+def test_snakemake_lint_is_clean():
+    from conftest import REPO, SNAKEMAKE
+    import subprocess
+
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import data, train
+from . import data, fileio, train
 from .config import ConfigError
 from .optim import OptimizerConfigError
 
@@ -31,7 +31,8 @@ def _fetch(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    result = train.train_run(json.loads(args.spec), args.data, args.out_dir, progress=not args.no_progress)
+    result = train.train_run(json.loads(args.spec), args.data, args.metrics, args.checkpoints,
+                             progress=not args.no_progress)
     print(f"average accuracy {result['average_accuracy']:.4f}, average forgetting "
           f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['wall_time_s']:.1f} s on "
           f"{result['device']}")
@@ -44,14 +45,14 @@ def _load_metrics(paths: list[str]) -> list[dict]:
 def _summarize(args: argparse.Namespace) -> None:
     from .summary import summarize_runs
 
-    data.atomic_write_json(args.output, summarize_runs(_load_metrics(args.metrics), args.order))
+    fileio.atomic_write_json(args.output, summarize_runs(_load_metrics(args.metrics), args.order))
 
 
 def _figure(args: argparse.Namespace) -> None:
     from . import figures
 
     table = figures.accuracy_table(_load_metrics(args.metrics))
-    getattr(figures, FIGURES[args.kind])(table, args.order, args.stem, args.title)
+    getattr(figures, FIGURES[args.kind])(table, args.order, args.out, args.title)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,7 +68,8 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one (benchmark, optimizer, seed) run")
     t.add_argument("--spec", required=True, help="JSON run spec (see optbias.train.train_run)")
     t.add_argument("--data", required=True)
-    t.add_argument("--out-dir", required=True)
+    t.add_argument("--metrics", required=True, help="metrics JSON to write (last, when the run is complete)")
+    t.add_argument("--checkpoints", required=True, help="directory for task{i}.pt state_dicts")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
@@ -81,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("kind", choices=sorted(FIGURES))
     g.add_argument("--metrics", nargs="+", required=True)
     g.add_argument("--order", nargs="+", required=True, help="optimizers, in legend order")
-    g.add_argument("--stem", required=True, help="output path without extension (.pdf and .png are written)")
+    g.add_argument("--out", nargs="+", required=True, help="output files; .pdf or .png picks the format")
     g.add_argument("--title", default="")
     g.set_defaults(func=_figure)
     return p

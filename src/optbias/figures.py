@@ -1,13 +1,12 @@
 """Figures from the runs' metrics.json files (seaborn; mean and 95% CI over seeds; PDF + PNG).
 
-Every plotting function takes a tidy DataFrame from ``accuracy_table`` and an output stem, and
-writes ``stem.pdf`` and ``stem.png`` atomically.
+Every plotting function takes a tidy DataFrame from ``accuracy_table`` and the output paths
+(``.pdf`` and/or ``.png``; the suffix picks the format), each written atomically.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from .fileio import atomic_write_bytes  # noqa: E402
 
 CI = ("ci", 95)
 
@@ -37,21 +38,17 @@ def palette(optimizers: Sequence[str]) -> dict[str, tuple]:
     return dict(zip(optimizers, sns.color_palette("colorblind", len(optimizers))))
 
 
-def save(fig: plt.Figure, stem: str | Path) -> None:
-    """Write stem.pdf and stem.png via temporary files, so a crash leaves no partial figure."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("pdf", "png"):
-        fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".{ext}")
-        os.close(fd)
-        try:
-            # Fixed metadata keeps the PDF byte-identical across reruns.
-            metadata = {"CreationDate": None} if ext == "pdf" else {"Software": None}
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
-            os.replace(tmp, f"{stem}.{ext}")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+def save(fig: plt.Figure, paths: Sequence[str | Path]) -> None:
+    """Render each format in memory, then write it atomically: a crash leaves no partial figure."""
+    for path in map(Path, paths):
+        ext = path.suffix.lstrip(".")
+        if ext not in ("pdf", "png"):
+            raise ValueError(f"figure outputs must end in .pdf or .png, got {path}")
+        buffer = io.BytesIO()
+        # Fixed metadata keeps the files byte-identical across reruns.
+        metadata = {"CreationDate": None} if ext == "pdf" else {"Software": None}
+        fig.savefig(buffer, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
+        atomic_write_bytes(path, buffer.getvalue())
     plt.close(fig)
 
 
@@ -60,7 +57,7 @@ def _seed_note(df: pd.DataFrame) -> str:
     return f"mean and 95% CI over {n.min()} seeds" if n.min() == n.max() else f"mean and 95% CI over {n.min()}-{n.max()} seeds"
 
 
-def final_accuracy_per_task(df: pd.DataFrame, order: Sequence[str], stem: str | Path, title: str) -> None:
+def final_accuracy_per_task(df: pd.DataFrame, order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
     """The paper's left panel: accuracy of the final model on each task, per optimizer."""
     last = df[df["after_task"] == df["after_task"].max()]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * last["task"].nunique() + 2), 4))
@@ -72,10 +69,10 @@ def final_accuracy_per_task(df: pd.DataFrame, order: Sequence[str], stem: str | 
     ax.set(ylim=(0, 1.02), xlabel="task, in training order", ylabel="test accuracy of the final model",
            title=f"{title}\n({_seed_note(last)})")
     ax.legend(title="optimizer", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
-    save(fig, stem)
+    save(fig, paths)
 
 
-def first_task_accuracy(df: pd.DataFrame, order: Sequence[str], stem: str | Path, title: str) -> None:
+def first_task_accuracy(df: pd.DataFrame, order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
     """Accuracy on task 1 after each task: how fast each optimizer forgets the first task."""
     first = df[df["task"] == 0].assign(tasks_trained=lambda d: d["after_task"] + 1)
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -85,10 +82,10 @@ def first_task_accuracy(df: pd.DataFrame, order: Sequence[str], stem: str | Path
            title=f"{title}\n({_seed_note(first)})")
     ax.set_xticks(sorted(first["tasks_trained"].unique()))
     ax.legend(title="optimizer", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
-    save(fig, stem)
+    save(fig, paths)
 
 
-def accuracy_matrices(df: pd.DataFrame, order: Sequence[str], stem: str | Path, title: str) -> None:
+def accuracy_matrices(df: pd.DataFrame, order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
     """One heatmap of R (mean over seeds) per optimizer, on a shared 0-1 colour scale."""
     n_tasks = df["task"].nunique()
     fig, axes = plt.subplots(1, len(order), figsize=(2.9 * len(order) + 1, 3.2), squeeze=False,
@@ -102,4 +99,4 @@ def accuracy_matrices(df: pd.DataFrame, order: Sequence[str], stem: str | Path, 
     fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="viridis"), ax=axes[0].tolist(),
                  shrink=0.8, label="test accuracy R[i][j]")
     fig.suptitle(f"{title} ({_seed_note(df)})")
-    save(fig, stem)
+    save(fig, paths)

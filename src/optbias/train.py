@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import benchmarks, data, metrics, optim
+from . import benchmarks, data, fileio, metrics, optim
 from .models import MLP
 
 
@@ -68,12 +68,13 @@ def optimizer_diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     return dict(report()) if callable(report) else {}
 
 
-def train_run(spec: dict, dataset_path: str | Path, out_dir: str | Path | None = None,
-              progress: bool = True) -> dict[str, Any]:
-    """Train one run described by ``spec`` and return its metrics (also written to out_dir).
+def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | None = None,
+              checkpoint_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train one run described by ``spec`` and return its metrics.
 
     ``spec`` keys: benchmark, benchmark_cfg, optimizer, optimizer_cfg, seed, model, train.
-    With ``out_dir``, writes ``checkpoints/task{i}.pt`` after each task and ``metrics.json`` last.
+    With ``checkpoint_dir``, writes ``task{i}.pt`` there after each task; with ``metrics_path``,
+    writes the metrics JSON there last, so its presence means the run completed.
     """
     train_cfg = spec.get("train", {})
     bench_cfg = spec["benchmark_cfg"]
@@ -93,7 +94,7 @@ def train_run(spec: dict, dataset_path: str | Path, out_dir: str | Path | None =
     batch_size = int(bench_cfg.get("batch_size", 64))
     log_every = int(train_cfg.get("loss_log_every", 10))
     generator = torch.Generator().manual_seed(seed + 1)
-    ckpt_dir = Path(out_dir) / "checkpoints" if out_dir is not None else None
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
@@ -144,7 +145,7 @@ def train_run(spec: dict, dataset_path: str | Path, out_dir: str | Path | None =
         R.append([accuracy(model, t.x_test, t.y_test) for t in tasks])
         bar.set_postfix(task=i, acc_current=f"{R[-1][i]:.3f}", acc_first=f"{R[-1][0]:.3f}")
         if ckpt_dir is not None:
-            data.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+            fileio.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                                    ckpt_dir / f"task{i}.pt")
     bar.close()
 
@@ -165,6 +166,6 @@ def train_run(spec: dict, dataset_path: str | Path, out_dir: str | Path | None =
         "status": "ok",
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
-    if out_dir is not None:
-        data.atomic_write_json(Path(out_dir) / "metrics.json", result)
+    if metrics_path is not None:
+        fileio.atomic_write_json(metrics_path, result)
     return result

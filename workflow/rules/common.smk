@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shlex
 import sys
@@ -11,11 +12,18 @@ from optbias.config import check as _check_config
 min_version("8.0")
 
 
+envvars:
+    "PATH",
+
+
 # Structure first (names the bad key), then the names only the library knows (lists valid ones).
 validate(config, schema="../schemas/config.schema.yaml")
 _check_config(config)
 
-PYTHON = sys.executable  # the interpreter running snakemake, i.e. the project's environment
+# Jobs call the `optbias` command of the environment that runs snakemake (e.g. .venv), even when
+# that environment is not activated. Under --use-conda, the rule's conda env comes first instead.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+ENV = "../envs/optbias.yaml"
 DATASET = config["dataset"]
 BENCHMARKS = list(config["benchmarks"])
 OPTIMIZERS = list(config["optimizers"])

@@ -9,6 +9,7 @@ rule fetch:
         "logs/fetch/{dataset}.log",
     benchmark:
         "benchmarks/fetch/{dataset}.tsv"
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m optbias fetch --dataset {wildcards.dataset} --output {output.data} "
-        "--cfg {params.cfg} > {log} 2>&1"
+        "optbias fetch --dataset {wildcards.dataset} --output {output.data} --cfg {params.cfg} > {log} 2>&1"

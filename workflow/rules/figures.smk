@@ -8,12 +8,13 @@ rule figure_class_incremental:
         png="figures/class_incremental_final_accuracy.png",
     params:
         order=OPTIMIZERS,
-        stem="figures/class_incremental_final_accuracy",
     log:
         "logs/figures/class_incremental_final_accuracy.log",
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m optbias figure final-accuracy --metrics {input.metrics} --order {params.order} "
-        "--stem {params.stem} --title 'Class-incremental MNIST: accuracy of the final model per pair' > {log} 2>&1"
+        "optbias figure final-accuracy --metrics {input.metrics} --order {params.order} --out {output} "
+        "--title 'Class-incremental MNIST: accuracy of the final model per pair' > {log} 2>&1"
 
 
 rule figure_permuted:
@@ -26,12 +27,13 @@ rule figure_permuted:
         png="figures/permuted_first_task_accuracy.png",
     params:
         order=OPTIMIZERS,
-        stem="figures/permuted_first_task_accuracy",
     log:
         "logs/figures/permuted_first_task_accuracy.log",
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m optbias figure first-task-accuracy --metrics {input.metrics} --order {params.order} "
-        "--stem {params.stem} --title 'Permuted MNIST: accuracy on task 1' > {log} 2>&1"
+        "optbias figure first-task-accuracy --metrics {input.metrics} --order {params.order} --out {output} "
+        "--title 'Permuted MNIST: accuracy on task 1' > {log} 2>&1"
 
 
 rule figure_accuracy_matrices:
@@ -44,9 +46,10 @@ rule figure_accuracy_matrices:
         png="figures/accuracy_matrices_{benchmark}.png",
     params:
         order=OPTIMIZERS,
-        stem="figures/accuracy_matrices_{benchmark}",
     log:
         "logs/figures/accuracy_matrices_{benchmark}.log",
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m optbias figure accuracy-matrices --metrics {input.metrics} --order {params.order} "
-        "--stem {params.stem} --title 'Accuracy matrix, {wildcards.benchmark}' > {log} 2>&1"
+        "optbias figure accuracy-matrices --metrics {input.metrics} --order {params.order} --out {output} "
+        "--title 'Accuracy matrix, {wildcards.benchmark}' > {log} 2>&1"

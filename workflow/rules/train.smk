@@ -8,7 +8,6 @@ rule train:
         checkpoints=directory(f"{RUN}/checkpoints"),
     params:
         spec=lambda w: quoted_json(train_spec(w)),
-        out_dir=RUN,
     threads: config["train"].get("threads", 1)
     resources:
         gpu=1 if config["train"].get("device", "auto").startswith("cuda") else 0,
@@ -16,9 +15,11 @@ rule train:
         "logs/train/{benchmark}/{optimizer}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{benchmark}/{optimizer}/seed{seed}.tsv"
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m optbias train --spec {params.spec} --data {input.data} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        "optbias train --spec {params.spec} --data {input.data} --metrics {output.metrics} "
+        "--checkpoints {output.checkpoints} > {log} 2>&1"
 
 
 rule summarize:
@@ -31,6 +32,7 @@ rule summarize:
         order=OPTIMIZERS,
     log:
         "logs/summarize/{benchmark}.log",
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m optbias summarize --metrics {input.metrics} --order {params.order} "
-        "--output {output} > {log} 2>&1"
+        "optbias summarize --metrics {input.metrics} --order {params.order} --output {output} > {log} 2>&1"
