@@ -27,16 +27,20 @@ def spec(optimizer_cfg, optimizer="opt", benchmark="class_incremental", seed=0, 
 
 
 def strip_timing(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "wall_time_s"}
+    return {k: v for k, v in metrics.items() if k != "timing"}
 
 
-def test_same_seed_gives_identical_metrics_and_checkpoints(dataset, tmp_path):
-    s = spec({"type": "adam", "lr": 1e-3})
+@pytest.mark.parametrize("optimizer_cfg", [{"type": "adam", "lr": 1e-3}, {"type": "shampoo", "lr": 0.05}])
+def test_same_seed_gives_identical_metrics_and_checkpoints(dataset, tmp_path, optimizer_cfg):
+    s = spec(optimizer_cfg)
     a = train.train_run(s, dataset, tmp_path / "a/metrics.json", tmp_path / "a/checkpoints", progress=False)
     b = train.train_run(s, dataset, tmp_path / "b/metrics.json", tmp_path / "b/checkpoints", progress=False)
     assert strip_timing(a) == strip_timing(b)
     assert strip_timing(json.loads((tmp_path / "a/metrics.json").read_text())) == \
         strip_timing(json.loads((tmp_path / "b/metrics.json").read_text()))
+    assert set(a["timing"]) >= {"wall_time_s"}
+    if optimizer_cfg["type"] == "shampoo":
+        assert a["optimizer_diagnostics"]["root_failures"] == 0 and "root_time_s" in a["timing"]
     for task in (0, 1):
         assert fileio.sha256_file(tmp_path / f"a/checkpoints/task{task}.pt") == \
             fileio.sha256_file(tmp_path / f"b/checkpoints/task{task}.pt")

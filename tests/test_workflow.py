@@ -70,6 +70,19 @@ def test_second_dry_run_has_nothing_to_do(finished_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_rerun_of_a_job_reproduces_its_metrics_and_checkpoints(finished_run):
+    workdir, _ = finished_run
+    run = workdir / "data/runs/permuted/shampoo/seed1"
+    before = json.loads((run / "metrics.json").read_text())
+    checkpoint = (run / "checkpoints/task2.pt").read_bytes()
+    snakemake(workdir, str((run / "metrics.json").relative_to(workdir)), "--cores", "1", "--forcerun", "train",
+              check=True)
+    after = json.loads((run / "metrics.json").read_text())
+    before.pop("timing"), after.pop("timing")  # durations may differ; nothing else may
+    assert after == before
+    assert (run / "checkpoints/task2.pt").read_bytes() == checkpoint
+
+
 def test_corrupted_data_fails_its_checksum(finished_run, tmp_path):
     workdir, _ = finished_run
     raw = workdir / "data" / "raw" / "mnist-5k.pt"

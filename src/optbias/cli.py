@@ -34,7 +34,7 @@ def _train(args: argparse.Namespace) -> None:
     result = train.train_run(json.loads(args.spec), args.data, args.metrics, args.checkpoints,
                              progress=not args.no_progress)
     print(f"average accuracy {result['average_accuracy']:.4f}, average forgetting "
-          f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['wall_time_s']:.1f} s on "
+          f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['timing']['wall_time_s']:.1f} s on "
           f"{result['device']}")
 
 

@@ -52,9 +52,10 @@ def save(fig: plt.Figure, paths: Sequence[str | Path]) -> None:
     plt.close(fig)
 
 
-def _seed_note(df: pd.DataFrame) -> str:
+def _seed_note(df: pd.DataFrame, what: str = "mean and 95% CI") -> str:
     n = df.groupby("optimizer")["seed"].nunique()
-    return f"mean and 95% CI over {n.min()} seeds" if n.min() == n.max() else f"mean and 95% CI over {n.min()}-{n.max()} seeds"
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    return f"{what} over {seeds} seeds"
 
 
 def final_accuracy_per_task(df: pd.DataFrame, order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
@@ -98,5 +99,5 @@ def accuracy_matrices(df: pd.DataFrame, order: Sequence[str], paths: Sequence[st
         ax.set(title=name, xlabel="evaluated on task j", ylabel="after training task i" if ax is axes[0][0] else "")
     fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="viridis"), ax=axes[0].tolist(),
                  shrink=0.8, label="test accuracy R[i][j]")
-    fig.suptitle(f"{title} ({_seed_note(df)})")
+    fig.suptitle(f"{title} ({_seed_note(df, 'mean')})")
     save(fig, paths)

@@ -62,10 +62,16 @@ def init_model(seed: int, model_cfg: dict, in_features: int = 784, num_classes: 
         return MLP(in_features, model_cfg.get("hidden", [256, 256]), num_classes)
 
 
-def optimizer_diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Counters an optimizer exposes about itself (e.g. Shampoo's root failures), if any."""
+def optimizer_diagnostics(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, float]]:
+    """Split what an optimizer reports about itself into (counters, durations).
+
+    Counters (e.g. Shampoo's root failures) are deterministic; durations (keys ending in ``_s``)
+    are not, so they go to the run's ``timing`` block, next to the wall time.
+    """
     report = getattr(optimizer, "diagnostics", None)
-    return dict(report()) if callable(report) else {}
+    everything = dict(report()) if callable(report) else {}
+    durations = {k: v for k, v in everything.items() if k.endswith("_s")}
+    return {k: v for k, v in everything.items() if k not in durations}, durations
 
 
 def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | None = None,
@@ -148,6 +154,7 @@ def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | N
             fileio.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                                    ckpt_dir / f"task{i}.pt")
     bar.close()
+    counters, durations = optimizer_diagnostics(optimizer)
 
     result = {
         "benchmark": spec["benchmark"],
@@ -159,12 +166,13 @@ def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | N
         **metrics.summarize(R),
         "loss_curve": curve,
         "steps": step,
-        "optimizer_diagnostics": optimizer_diagnostics(optimizer),
+        "optimizer_diagnostics": counters,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_version": torch.__version__,
         "platform": platform.machine(),
         "status": "ok",
-        "wall_time_s": round(time.perf_counter() - started, 3),
+        # The only fields that differ between two runs of the same seed on the same device.
+        "timing": {"wall_time_s": round(time.perf_counter() - started, 3), **durations},
     }
     if metrics_path is not None:
         fileio.atomic_write_json(metrics_path, result)
