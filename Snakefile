@@ -1,4 +1,4 @@
-# optbias: fetch data -> train every optimizer -> figures. Run: snakemake --cores all
+# optbias: fetch data -> lr sweep -> train every optimizer -> Shampoo ablation -> figures. Run: snakemake --cores all
 # The rules live in workflow/rules/; the logic lives in src/optbias/ (called as `python -m optbias`).
 
 configfile: "config/config.yaml"
@@ -7,6 +7,8 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/sweep.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -28,6 +28,9 @@ TINY_CONFIG = {
         "adam-1e-3": {"type": "adam", "lr": 1.0e-3},
         "shampoo": {"type": "shampoo", "lr": 0.05},
     },
+    "sweep": {"seed": 1000, "validation_fraction": 0.1, "lrs": {"sgd": [0.01, 0.1], "shampoo-diag": [0.05]}},
+    "ablation": {"base": "shampoo", "seeds": [0], "variants": {"shampoo-diag": {"optimizer": {"max_precond_dim": 1}},
+                                                               "shampoo-reset": {"train": {"reset_optimizer": True}}}},
 }
 
 

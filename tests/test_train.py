@@ -81,7 +81,7 @@ def test_R_rows_are_filled_after_each_task_and_metrics_follow(dataset):
 
 
 def test_nan_loss_stops_with_a_clear_error(dataset, tmp_path):
-    with pytest.raises(train.DivergenceError, match=r"loss became (nan|inf).*Lower optimizers\.opt\.lr"):
+    with pytest.raises(train.DivergenceError, match=r"class_incremental/opt/seed0: the training loss became (nan|inf).*Lower optimizers\.opt\.lr \(now 1e\+30\)"):
         train.train_run(spec({"type": "sgd", "lr": 1e30}), dataset, tmp_path / "metrics.json", progress=False)
     assert not (tmp_path / "metrics.json").exists()
 
@@ -105,3 +105,35 @@ def test_pick_device():
     assert train.pick_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert train.pick_device("auto").type == expected
+
+
+def test_divergence_can_be_recorded_instead_of_raised(dataset, tmp_path):
+    s = spec({"type": "sgd", "lr": 1e30})
+    s["train"]["on_divergence"] = "record"
+    r = train.train_run(s, dataset, tmp_path / "metrics.json", progress=False)
+    assert r["status"] == "diverged" and "loss became" in r["error"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_validation_split_is_held_out_of_training_and_scored(dataset):
+    s = spec({"type": "adam", "lr": 1e-3})
+    s["train"]["validation_fraction"] = 0.25
+    r = train.train_run(s, dataset, progress=False)
+    # pairs (0,1) and (2,3): 800 training images each, 200 held out -> 600 trained on
+    assert r["steps"] == 2 * 5  # ceil(600 / 128) per task
+    assert len(r["R_val"]) == 2 and len(r["R_val"][0]) == 2
+    assert r["validation_score"] == pytest.approx((r["R_val"][0][0] + r["R_val"][1][1]) / 2)
+    assert r["R_val"][0][0] > 0.7  # five Adam steps already separate 0 from 1 well above chance (0.5)
+
+
+def test_split_validation_is_stratified_and_disjoint():
+    from optbias import benchmarks
+
+    y = torch.arange(2).repeat_interleave(50)
+    x = torch.arange(100, dtype=torch.float32)[:, None].repeat(1, 3)
+    task = benchmarks.Task("t", (0, 1), x, y, x[:10], y[:10])
+    fit, val = benchmarks.split_validation(task, 0.2, seed=0)
+    assert len(fit.y_train) == 80 and len(val.y_test) == 20
+    assert torch.bincount(val.y_test).tolist() == [10, 10]
+    assert not set(fit.x_train[:, 0].tolist()) & set(val.x_test[:, 0].tolist())
+    assert torch.equal(fit.x_test, task.x_test)  # the real test split is untouched

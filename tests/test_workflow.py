@@ -25,7 +25,7 @@ def finished_run(tmp_path_factory):
 def test_pipeline_produces_sane_metrics(finished_run):
     workdir, _ = finished_run
     runs = sorted((workdir / "data" / "runs").glob("*/*/seed*/metrics.json"))
-    assert len(runs) == 2 * 3 * 2  # benchmarks x optimizers x seeds
+    assert len(runs) == 2 * (3 * 2 + 2 * 1)  # benchmarks x (optimizers x seeds + ablation variants x seeds)
     for path in runs:
         m = json.loads(path.read_text())
         T = 5 if m["benchmark"] == "class_incremental" else 3
@@ -62,6 +62,34 @@ def test_figures_and_summaries_exist(finished_run):
     assert summary["order"] == ["sgd", "adam-1e-3", "shampoo"] and set(summary["optimizers"]) == set(summary["order"])
     entry = summary["optimizers"]["sgd"]["average_accuracy"]
     assert entry["ci95"][0] <= entry["mean"] <= entry["ci95"][1] and len(entry["per_seed"]) == 2
+
+
+def test_sweep_selects_by_validation_score_and_flags_the_config(finished_run):
+    workdir, _ = finished_run
+    selected = json.loads((workdir / "data/sweep/selected.json").read_text())
+    assert set(selected) == {"sgd", "shampoo-diag"}
+    sgd = selected["sgd"]
+    scores = {c["lr"]: c["score"] for c in sgd["candidates"]}
+    assert set(scores) == {0.01, 0.1} and sgd["selected_lr"] == max(scores, key=scores.get)
+    assert sgd["config_lr"] == 0.05 and sgd["config_matches"] is False  # the tiny config was not tuned
+    run = json.loads((workdir / "data/sweep/permuted/sgd/lr0.1/metrics.json").read_text())
+    assert run["seed"] == 1000 and run["spec"]["train"]["validation_fraction"] == 0.1 and "R_val" in run
+    assert not (workdir / "data/sweep/permuted/sgd/lr0.1/checkpoints").exists()
+    for stem in ("lr_sweep", "shampoo_ablation"):
+        assert (workdir / f"figures/{stem}.png").stat().st_size > 10_000
+
+
+def test_ablation_variants_change_one_ingredient(finished_run):
+    workdir, _ = finished_run
+    diag = json.loads((workdir / "data/runs/permuted/shampoo-diag/seed0/metrics.json").read_text())
+    reset = json.loads((workdir / "data/runs/permuted/shampoo-reset/seed0/metrics.json").read_text())
+    base = json.loads((workdir / "data/runs/permuted/shampoo/seed0/metrics.json").read_text())
+    assert diag["spec"]["optimizer_cfg"] == {**base["spec"]["optimizer_cfg"], "max_precond_dim": 1}
+    assert reset["spec"]["optimizer_cfg"] == base["spec"]["optimizer_cfg"]
+    assert reset["spec"]["train"]["reset_optimizer"] is True and base["spec"]["train"]["reset_optimizer"] is False
+    assert base["R"][0] == reset["R"][0] and base["R"][1] != reset["R"][1]  # identical until the first reset
+    table = (workdir / "data/summary/shampoo_ablation.md").read_text()
+    assert table.count("\n| shampoo") == 3 and "avg forgetting" in table
 
 
 def test_second_dry_run_has_nothing_to_do(finished_run):

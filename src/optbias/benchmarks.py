@@ -12,9 +12,11 @@ to [0, 1] here, once, so that training and probes see the same inputs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+
+from .data import stratified_split
 
 DEFAULT_PAIRS: tuple[tuple[int, ...], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 
@@ -27,6 +29,23 @@ class Task:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Task":
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+
+
+def split_validation(task: Task, fraction: float, seed: int) -> tuple[Task, Task]:
+    """Hold out a stratified part of a task's training split for model selection.
+
+    Returns (fit, validation): ``fit`` trains on the rest and keeps the real test split;
+    ``validation`` carries the held-out examples in its test slots, for evaluation only.
+    The test split is never used to choose hyperparameters.
+    """
+    fit_idx, val_idx = (torch.as_tensor(i) for i in stratified_split(task.y_train.cpu().numpy(), fraction, seed))
+    fit = replace(task, x_train=task.x_train[fit_idx], y_train=task.y_train[fit_idx])
+    validation = replace(task, x_test=task.x_train[val_idx], y_test=task.y_train[val_idx])
+    return fit, validation
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:

@@ -16,11 +16,13 @@ from .config import ConfigError
 from .optim import OptimizerConfigError
 
 # Figure kind -> plotting function in optbias.figures (imported lazily: seaborn is slow to load
-# and the training jobs do not need it).
+# and the training jobs do not need it). Each takes (loaded input JSONs, order, output paths, title).
 FIGURES = {
     "final-accuracy": "final_accuracy_per_task",
     "first-task-accuracy": "first_task_accuracy",
     "accuracy-matrices": "accuracy_matrices",
+    "lr-sweep": "lr_sweep",
+    "shampoo-ablation": "shampoo_ablation",
 }
 KNOWN_ERRORS = (data.DataError, ConfigError, OptimizerConfigError, train.DivergenceError, ValueError)
 
@@ -48,11 +50,24 @@ def _summarize(args: argparse.Namespace) -> None:
     fileio.atomic_write_json(args.output, summarize_runs(_load_metrics(args.metrics), args.order))
 
 
+def _sweep_select(args: argparse.Namespace) -> None:
+    from .sweep import select
+
+    fileio.atomic_write_json(args.output, select(_load_metrics(args.metrics), json.loads(args.config_lrs)))
+
+
+def _ablation_summary(args: argparse.Namespace) -> None:
+    from .summary import ablation_table, summarize_by_benchmark
+
+    result = summarize_by_benchmark(_load_metrics(args.metrics), args.order)
+    fileio.atomic_write_json(args.output, result)
+    fileio.atomic_write_bytes(args.table, ablation_table(result).encode())
+
+
 def _figure(args: argparse.Namespace) -> None:
     from . import figures
 
-    table = figures.accuracy_table(_load_metrics(args.metrics))
-    getattr(figures, FIGURES[args.kind])(table, args.order, args.out, args.title)
+    getattr(figures, FIGURES[args.kind])(_load_metrics(args.inputs), args.order, args.out, args.title)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--spec", required=True, help="JSON run spec (see optbias.train.train_run)")
     t.add_argument("--data", required=True)
     t.add_argument("--metrics", required=True, help="metrics JSON to write (last, when the run is complete)")
-    t.add_argument("--checkpoints", required=True, help="directory for task{i}.pt state_dicts")
+    t.add_argument("--checkpoints", help="directory for task{i}.pt state_dicts (none written if omitted)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
@@ -79,10 +94,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--output", required=True)
     s.set_defaults(func=_summarize)
 
-    g = sub.add_parser("figure", help="draw one figure from metrics.json files")
+    w = sub.add_parser("sweep-select", help="choose each swept optimizer's learning rate")
+    w.add_argument("--metrics", nargs="+", required=True)
+    w.add_argument("--config-lrs", required=True, help="JSON: optimizer -> the lr the config uses")
+    w.add_argument("--output", required=True)
+    w.set_defaults(func=_sweep_select)
+
+    a = sub.add_parser("ablation-summary", help="per-benchmark summaries of the Shampoo ablation")
+    a.add_argument("--metrics", nargs="+", required=True)
+    a.add_argument("--order", nargs="+", required=True)
+    a.add_argument("--output", required=True)
+    a.add_argument("--table", required=True, help="Markdown table to write")
+    a.set_defaults(func=_ablation_summary)
+
+    g = sub.add_parser("figure", help="draw one figure from JSON inputs (metrics or summaries)")
     g.add_argument("kind", choices=sorted(FIGURES))
-    g.add_argument("--metrics", nargs="+", required=True)
-    g.add_argument("--order", nargs="+", required=True, help="optimizers, in legend order")
+    g.add_argument("--inputs", nargs="+", required=True)
+    g.add_argument("--order", nargs="+", help="optimizers, in legend order")
     g.add_argument("--out", nargs="+", required=True, help="output files; .pdf or .png picks the format")
     g.add_argument("--title", default="")
     g.set_defaults(func=_figure)

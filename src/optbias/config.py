@@ -1,8 +1,9 @@
-"""Semantic checks of a workflow config, on top of the JSON schema that Snakemake validates.
+"""Semantic checks and expansion of a workflow config, on top of the JSON schema.
 
-The schema catches misspelt keys and wrong types; this module catches names that only the
-library knows: datasets, benchmarks and optimizer types with their hyperparameters. Both run
-when the Snakefile is parsed, so a bad config stops before any job starts.
+The schema (workflow/schemas/config.schema.yaml) catches misspelt keys and wrong types; this
+module catches names that only the library knows: datasets, benchmarks, optimizer types and their
+hyperparameters, and the references between config blocks (ablation base, swept optimizers).
+Both run when the Snakefile is parsed, so a bad config stops before any job starts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,30 @@ class ConfigError(ValueError):
     """The config names something the library does not know; the message lists the valid names."""
 
 
+def optimizer_entries(config: dict) -> dict[str, dict]:
+    """Every trainable optimizer entry: ``optimizers`` plus the Shampoo ablation's variants.
+
+    A variant is its base entry with the variant's ``optimizer`` overrides applied.
+    """
+    entries = dict(config["optimizers"])
+    ablation = config.get("ablation")
+    if ablation:
+        base = ablation["base"]
+        if base not in config["optimizers"]:
+            raise ConfigError(f"ablation.base: {base!r} is not an optimizer; optimizers: {', '.join(config['optimizers'])}")
+        for name, variant in ablation["variants"].items():
+            if name in entries:
+                raise ConfigError(f"ablation.variants.{name}: the name is already used by an optimizer")
+            entries[name] = {**config["optimizers"][base], **variant.get("optimizer", {})}
+    return entries
+
+
+def train_overrides(config: dict, name: str) -> dict:
+    """The ``train`` settings of one optimizer entry (an ablation variant may override some)."""
+    variant = config.get("ablation", {}).get("variants", {}).get(name, {})
+    return {**config.get("train", {}), **variant.get("train", {})}
+
+
 def check(config: dict) -> None:
     dataset = config.get("dataset")
     if dataset not in data.SOURCES:
@@ -23,8 +48,12 @@ def check(config: dict) -> None:
             raise ConfigError(
                 f"benchmarks: unknown benchmark {name!r}; known benchmarks: {', '.join(sorted(benchmarks.BENCHMARKS))}"
             )
-    for name, entry in config.get("optimizers", {}).items():
+    entries = optimizer_entries(config)
+    for name, entry in entries.items():
         try:
             optim.check(name, entry)
         except optim.OptimizerConfigError as err:
             raise ConfigError(str(err)) from None
+    for name in config.get("sweep", {}).get("lrs", {}):
+        if name not in entries:
+            raise ConfigError(f"sweep.lrs: {name!r} is not an optimizer or ablation variant; known: {', '.join(entries)}")

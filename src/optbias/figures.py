@@ -58,8 +58,10 @@ def _seed_note(df: pd.DataFrame, what: str = "mean and 95% CI") -> str:
     return f"{what} over {seeds} seeds"
 
 
-def final_accuracy_per_task(df: pd.DataFrame, order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
+def final_accuracy_per_task(runs: Sequence[dict], order: Sequence[str], paths: Sequence[str | Path],
+                            title: str) -> None:
     """The paper's left panel: accuracy of the final model on each task, per optimizer."""
+    df = accuracy_table(runs)
     last = df[df["after_task"] == df["after_task"].max()]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * last["task"].nunique() + 2), 4))
     sns.barplot(data=last, x="task_name", y="accuracy", hue="optimizer", hue_order=order, palette=palette(order),
@@ -73,8 +75,10 @@ def final_accuracy_per_task(df: pd.DataFrame, order: Sequence[str], paths: Seque
     save(fig, paths)
 
 
-def first_task_accuracy(df: pd.DataFrame, order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
+def first_task_accuracy(runs: Sequence[dict], order: Sequence[str], paths: Sequence[str | Path],
+                        title: str) -> None:
     """Accuracy on task 1 after each task: how fast each optimizer forgets the first task."""
+    df = accuracy_table(runs)
     first = df[df["task"] == 0].assign(tasks_trained=lambda d: d["after_task"] + 1)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sns.lineplot(data=first, x="tasks_trained", y="accuracy", hue="optimizer", hue_order=order,
@@ -86,8 +90,10 @@ def first_task_accuracy(df: pd.DataFrame, order: Sequence[str], paths: Sequence[
     save(fig, paths)
 
 
-def accuracy_matrices(df: pd.DataFrame, order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
+def accuracy_matrices(runs: Sequence[dict], order: Sequence[str], paths: Sequence[str | Path],
+                      title: str) -> None:
     """One heatmap of R (mean over seeds) per optimizer, on a shared 0-1 colour scale."""
+    df = accuracy_table(runs)
     n_tasks = df["task"].nunique()
     fig, axes = plt.subplots(1, len(order), figsize=(2.9 * len(order) + 1, 3.2), squeeze=False,
                              constrained_layout=True)
@@ -101,3 +107,50 @@ def accuracy_matrices(df: pd.DataFrame, order: Sequence[str], paths: Sequence[st
                  shrink=0.8, label="test accuracy R[i][j]")
     fig.suptitle(f"{title} ({_seed_note(df, 'mean')})")
     save(fig, paths)
+
+
+def lr_sweep(inputs: Sequence[dict], order: Sequence[str] | None, paths: Sequence[str | Path], title: str) -> None:
+    """Validation score against learning rate, one line per swept optimizer, one panel per benchmark."""
+    (selected,) = inputs
+    rows = [{"optimizer": name, "lr": c["lr"], "benchmark": b, "score": score}
+            for name, entry in selected.items() for c in entry["candidates"] for b, score in c["per_benchmark"].items()]
+    df = pd.DataFrame(rows)
+    names = list(order or selected)
+    benchmarks = sorted(df["benchmark"].unique())
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks) + 1.5, 4), squeeze=False, sharey=True)
+    for ax, b in zip(axes[0], benchmarks):
+        sns.lineplot(data=df[df["benchmark"] == b], x="lr", y="score", hue="optimizer", hue_order=names,
+                     palette=palette(names), marker="o", ax=ax, legend=ax is axes[0][-1])
+        for name in names:
+            ax.scatter([selected[name]["selected_lr"]], [df[(df.benchmark == b) & (df.optimizer == name) &
+                        (df.lr == selected[name]["selected_lr"])]["score"].iloc[0]],
+                       s=160, facecolors="none", edgecolors=palette(names)[name], linewidths=2, zorder=5)
+        ax.set(xscale="log", ylim=(0, 1.02), xlabel="learning rate", title=b,
+               ylabel="held-out accuracy on the task being learned\n(mean over tasks)")
+    axes[0][-1].legend(title="optimizer (circle: chosen)", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    fig.suptitle(f"{title}; chosen = best mean over benchmarks")
+    save(fig, paths)
+
+
+def shampoo_ablation(inputs: Sequence[dict], order: Sequence[str] | None, paths: Sequence[str | Path],
+                     title: str) -> None:
+    """Average forgetting and average accuracy per Shampoo variant (mean and 95% CI over seeds)."""
+    (by_benchmark,) = inputs
+    rows = []
+    for b, summary in by_benchmark.items():
+        for name in summary["order"]:
+            entry = summary["optimizers"][name]
+            for metric in ("average_forgetting", "average_accuracy"):
+                for seed, value in zip(entry["seeds"], entry[metric]["per_seed"]):
+                    rows.append({"benchmark": b, "variant": name, "seed": seed, "metric": metric.replace("_", " "),
+                                 "value": value})
+    df = pd.DataFrame(rows)
+    names = list(next(iter(by_benchmark.values()))["order"])
+    grid = sns.catplot(data=df, kind="bar", x="value", y="variant", order=names, row="metric", col="benchmark",
+                       errorbar=CI, seed=0, n_boot=2000, capsize=0.2, height=3.2, aspect=1.4, sharex=False,
+                       palette=palette(names), hue="variant", hue_order=names, legend=False)
+    grid.map_dataframe(sns.stripplot, x="value", y="variant", order=names, color="k", size=3, alpha=0.6)
+    grid.set_titles("{col_name}: {row_name}")
+    grid.set(xlim=(0, 1), xlabel="")
+    grid.figure.suptitle(f"{title} ({_seed_note(df.rename(columns={'variant': 'optimizer'}))})", y=1.02)
+    save(grid.figure, paths)

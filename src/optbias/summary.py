@@ -34,3 +34,34 @@ def summarize_runs(runs: Sequence[dict], order: Sequence[str]) -> dict:
             entry["final_accuracy_per_task"].append({"task": group[0]["tasks"][j], "mean": mean, "ci95": [low, high]})
         out["optimizers"][name] = entry
     return out
+
+
+def summarize_by_benchmark(runs: Sequence[dict], order: Sequence[str]) -> dict:
+    """``summarize_runs`` for each benchmark present in ``runs``."""
+    benchmarks = sorted({r["benchmark"] for r in runs})
+    return {b: summarize_runs([r for r in runs if r["benchmark"] == b], order) for b in benchmarks}
+
+
+def _cell(entry: dict | None) -> str:
+    if not entry:
+        return "n/a"
+    low, high = entry["ci95"]
+    return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def ablation_table(by_benchmark: dict) -> str:
+    """A Markdown table: one row per variant, forgetting and accuracy per benchmark (mean [95% CI])."""
+    benchmarks = list(by_benchmark)
+    header = ["variant"] + [f"{b}: {m}" for b in benchmarks for m in ("avg forgetting", "avg accuracy")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    order = by_benchmark[benchmarks[0]]["order"] if benchmarks else []
+    for name in order:
+        cells = [name]
+        for b in benchmarks:
+            entry = by_benchmark[b]["optimizers"].get(name, {})
+            cells += [_cell(entry.get("average_forgetting")), _cell(entry.get("average_accuracy"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    n_seeds = {len(v["seeds"]) for b in benchmarks for v in by_benchmark[b]["optimizers"].values()}
+    lines.append("")
+    lines.append(f"Mean over seeds ({', '.join(map(str, sorted(n_seeds)))} per cell) with bootstrap 95% CIs.")
+    return "\n".join(lines) + "\n"

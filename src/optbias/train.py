@@ -74,6 +74,29 @@ def optimizer_diagnostics(optimizer: torch.optim.Optimizer) -> tuple[dict[str, A
     return {k: v for k, v in everything.items() if k not in durations}, durations
 
 
+class LossLog:
+    """Mean training loss over windows of ``every`` steps; raises on a non-finite window."""
+
+    def __init__(self, every: int, where: str, hint: str) -> None:
+        self.every, self.where, self.hint = every, where, hint
+        self.curve: dict[str, list] = {"step": [], "task": [], "loss": []}
+        self.window: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, step: int, task: int, context: str) -> None:
+        self.window.append(loss.detach())
+        if len(self.window) < self.every:
+            return
+        mean_loss = float(torch.stack(self.window).mean())  # one device sync per window, not per step
+        self.window.clear()
+        if not math.isfinite(mean_loss):
+            raise DivergenceError(
+                f"{self.where}: the training loss became {mean_loss} at {context}, step {step}. {self.hint}"
+            )
+        self.curve["step"].append(step)
+        self.curve["task"].append(task)
+        self.curve["loss"].append(mean_loss)
+
+
 def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | None = None,
               checkpoint_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train one run described by ``spec`` and return its metrics.
@@ -81,79 +104,81 @@ def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | N
     ``spec`` keys: benchmark, benchmark_cfg, optimizer, optimizer_cfg, seed, model, train.
     With ``checkpoint_dir``, writes ``task{i}.pt`` there after each task; with ``metrics_path``,
     writes the metrics JSON there last, so its presence means the run completed.
+
+    ``train.validation_fraction > 0`` holds out that (stratified) part of every task's training
+    split, trains on the rest and also fills ``R_val`` from the held-out part: the learning-rate
+    sweep selects on it, never on the test split. ``train.on_divergence: record`` (the sweep's
+    setting) turns a NaN loss into ``status: diverged`` instead of an error.
     """
     train_cfg = spec.get("train", {})
     bench_cfg = spec["benchmark_cfg"]
     seed = int(spec["seed"])
+    where = f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}"
     optim.check(spec["optimizer"], spec["optimizer_cfg"])  # fail before loading anything heavy
     make_deterministic(seed, int(train_cfg.get("threads", 1)))
     device = pick_device(train_cfg.get("device", "auto"))
+    started = time.perf_counter()
 
     tasks = benchmarks.get(spec["benchmark"]).build(data.load(dataset_path), bench_cfg)
-    tasks = [benchmarks.Task(t.name, t.classes, *(v.to(device) for v in (t.x_train, t.y_train, t.x_test, t.y_test)))
-             for t in tasks]
+    val_tasks: list[benchmarks.Task] = []
+    val_fraction = float(train_cfg.get("validation_fraction", 0.0))
+    if val_fraction > 0:
+        # The split depends on the task only, not on the run's seed: every optimizer sees the same one.
+        tasks, val_tasks = map(list, zip(*(benchmarks.split_validation(t, val_fraction, k)
+                                           for k, t in enumerate(tasks))))
+        val_tasks = [t.to(device) for t in val_tasks]
+    tasks = [t.to(device) for t in tasks]
     model = init_model(seed, spec.get("model", {})).to(device)
     make_optimizer = lambda: optim.build(spec["optimizer_cfg"], model.parameters(), spec["optimizer"])  # noqa: E731
     optimizer = make_optimizer()
 
     epochs = int(bench_cfg.get("epochs_per_task", 1))
     batch_size = int(bench_cfg.get("batch_size", 64))
-    log_every = int(train_cfg.get("loss_log_every", 10))
     generator = torch.Generator().manual_seed(seed + 1)
+    hint = (f"Lower optimizers.{spec['optimizer']}.lr (now {spec['optimizer_cfg'].get('lr')}) in the config, "
+            "or check the optimizer's settings.")
+    log = LossLog(int(train_cfg.get("loss_log_every", 10)), where, hint)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     R: list[list[float]] = []
-    curve: dict[str, list] = {"step": [], "task": [], "loss": []}
-    window: list[torch.Tensor] = []
+    R_val: list[list[float]] = []
     step = 0
+    status, error = "ok", None
     total = sum(epochs * math.ceil(len(t.y_train) / batch_size) for t in tasks)
-    started = time.perf_counter()
-    bar = tqdm(total=total, disable=not progress, mininterval=2.0,
-               desc=f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}")
-    for i, task in enumerate(tasks):
-        if i > 0 and train_cfg.get("reset_optimizer", False):
-            optimizer = make_optimizer()
-        model.train()
-        for epoch in range(epochs):
-            order = torch.randperm(len(task.y_train), generator=generator).to(device)
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                loss = F.cross_entropy(model(task.x_train[idx]), task.y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                window.append(loss.detach())
-                if len(window) == log_every:
-                    mean_loss = float(torch.stack(window).mean())
-                    window.clear()
-                    if not math.isfinite(mean_loss):
-                        bar.close()
-                        raise DivergenceError(
-                            f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}: the training loss became "
-                            f"{mean_loss} at task {i} ({task.name}), epoch {epoch}, step {step}. Lower "
-                            f"optimizers.{spec['optimizer']}.lr (now {spec['optimizer_cfg'].get('lr')}) "
-                            "in the config, or check the optimizer's settings."
-                        )
-                    curve["step"].append(step)
-                    curve["task"].append(i)
-                    curve["loss"].append(mean_loss)
-                bar.update()
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            bar.close()
-            raise DivergenceError(
-                f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}: the weights hold NaN or inf after "
-                f"task {i} ({task.name}). Lower optimizers.{spec['optimizer']}.lr in the config."
-            )
-        model.eval()
-        R.append([accuracy(model, t.x_test, t.y_test) for t in tasks])
-        bar.set_postfix(task=i, acc_current=f"{R[-1][i]:.3f}", acc_first=f"{R[-1][0]:.3f}")
-        if ckpt_dir is not None:
-            fileio.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                   ckpt_dir / f"task{i}.pt")
-    bar.close()
+    bar = tqdm(total=total, disable=not progress, mininterval=2.0, desc=where)
+    try:
+        for i, task in enumerate(tasks):
+            if i > 0 and train_cfg.get("reset_optimizer", False):
+                optimizer = make_optimizer()
+            model.train()
+            for epoch in range(epochs):
+                order = torch.randperm(len(task.y_train), generator=generator).to(device)
+                for start in range(0, len(order), batch_size):
+                    idx = order[start:start + batch_size]
+                    loss = F.cross_entropy(model(task.x_train[idx]), task.y_train[idx])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    log.add(loss, step, i, f"task {i} ({task.name}), epoch {epoch}")
+                    bar.update()
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise DivergenceError(f"{where}: the weights hold NaN or inf after task {i} ({task.name}). {hint}")
+            model.eval()
+            R.append([accuracy(model, t.x_test, t.y_test) for t in tasks])
+            R_val.extend([[accuracy(model, t.x_test, t.y_test) for t in val_tasks]] if val_tasks else [])
+            bar.set_postfix(task=i, acc_current=f"{R[-1][i]:.3f}", acc_first=f"{R[-1][0]:.3f}")
+            if ckpt_dir is not None:
+                fileio.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                         ckpt_dir / f"task{i}.pt")
+    except DivergenceError as err:
+        if train_cfg.get("on_divergence", "fail") != "record":
+            raise
+        status, error = "diverged", str(err)
+    finally:
+        bar.close()
     counters, durations = optimizer_diagnostics(optimizer)
 
     result = {
@@ -162,18 +187,24 @@ def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | N
         "seed": seed,
         "spec": spec,
         "tasks": [t.name for t in tasks],
+        "status": status,
+        "error": error,
         "R": R,
-        **metrics.summarize(R),
-        "loss_curve": curve,
+        **(metrics.summarize(R) if status == "ok" else {}),
+        "loss_curve": log.curve,
         "steps": step,
         "optimizer_diagnostics": counters,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_version": torch.__version__,
         "platform": platform.machine(),
-        "status": "ok",
         # The only fields that differ between two runs of the same seed on the same device.
         "timing": {"wall_time_s": round(time.perf_counter() - started, 3), **durations},
     }
+    if val_tasks:
+        result["R_val"] = R_val
+        # The sweep's selection score: accuracy on the task being learned, on held-out data.
+        result["validation_score"] = (sum(R_val[i][i] for i in range(len(tasks))) / len(tasks)
+                                      if status == "ok" else None)
     if metrics_path is not None:
         fileio.atomic_write_json(metrics_path, result)
     return result

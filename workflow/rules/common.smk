@@ -6,8 +6,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from optbias import benchmarks as _benchmarks
-from optbias.config import check as _check_config
+from optbias import config as _config
 
 min_version("8.0")
 
@@ -18,7 +17,7 @@ envvars:
 
 # Structure first (names the bad key), then the names only the library knows (lists valid ones).
 validate(config, schema="../schemas/config.schema.yaml")
-_check_config(config)
+_config.check(config)
 
 # Jobs call the `optbias` command of the environment that runs snakemake (e.g. .venv), even when
 # that environment is not activated. Under --use-conda, the rule's conda env comes first instead.
@@ -26,9 +25,14 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 ENV = "../envs/optbias.yaml"
 DATASET = config["dataset"]
 BENCHMARKS = list(config["benchmarks"])
-OPTIMIZERS = list(config["optimizers"])
+OPTIMIZERS = list(config["optimizers"])  # the headline comparison, in legend order
+ENTRIES = _config.optimizer_entries(config)  # plus the Shampoo ablation's variants
 SEEDS = [int(s) for s in config["seeds"]]
+ABLATION = config.get("ablation", {})
+ABLATION_ORDER = [ABLATION["base"], *ABLATION["variants"]] if ABLATION else []
+SWEEP = config.get("sweep", {})
 RUN = "data/runs/{benchmark}/{optimizer}/seed{seed}"
+SWEEP_RUN = "data/sweep/{benchmark}/{optimizer}/lr{lr}"
 
 
 def _alternatives(names):
@@ -37,8 +41,9 @@ def _alternatives(names):
 
 wildcard_constraints:
     benchmark=_alternatives(BENCHMARKS),
-    optimizer=_alternatives(OPTIMIZERS),
+    optimizer=_alternatives(ENTRIES),
     seed=r"\d+",
+    lr=r"[0-9][0-9.e+-]*",
     dataset=_alternatives([DATASET]),
 
 
@@ -47,25 +52,50 @@ def quoted_json(obj):
     return shlex.quote(json.dumps(obj, sort_keys=True))
 
 
-def train_spec(wildcards):
+def run_spec(benchmark, optimizer, seed):
     """Everything that determines one run; a change here (and only here) reruns it."""
     return {
-        "benchmark": wildcards.benchmark,
-        "benchmark_cfg": config["benchmarks"][wildcards.benchmark],
-        "optimizer": wildcards.optimizer,
-        "optimizer_cfg": config["optimizers"][wildcards.optimizer],
-        "seed": int(wildcards.seed),
+        "benchmark": benchmark,
+        "benchmark_cfg": config["benchmarks"][benchmark],
+        "optimizer": optimizer,
+        "optimizer_cfg": ENTRIES[optimizer],
+        "seed": int(seed),
         "model": config["model"],
-        "train": config.get("train", {}),
+        "train": _config.train_overrides(config, optimizer),
     }
 
 
-def run_metrics(benchmark):
-    return expand(f"{RUN}/metrics.json", benchmark=benchmark, optimizer=OPTIMIZERS, seed=SEEDS)
+def train_spec(wildcards):
+    return run_spec(wildcards.benchmark, wildcards.optimizer, wildcards.seed)
 
 
-def figure_files(stem):
-    return [f"figures/{stem}.pdf", f"figures/{stem}.png"]
+def sweep_spec(wildcards):
+    """A sweep run: one learning rate, the validation seed, a held-out split, divergence recorded."""
+    spec = run_spec(wildcards.benchmark, wildcards.optimizer, SWEEP["seed"])
+    spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(wildcards.lr)}
+    spec["train"] = {**spec["train"], "validation_fraction": SWEEP["validation_fraction"], "on_divergence": "record"}
+    return spec
+
+
+def lr_label(lr):
+    return f"{float(lr):g}"
+
+
+def run_metrics(benchmark, optimizers=OPTIMIZERS, seeds=SEEDS):
+    return expand(f"{RUN}/metrics.json", benchmark=benchmark, optimizer=optimizers, seed=seeds)
+
+
+def sweep_metrics():
+    return [
+        f"{SWEEP_RUN}/metrics.json".format(benchmark=b, optimizer=name, lr=lr_label(lr))
+        for b in BENCHMARKS
+        for name, lrs in SWEEP.get("lrs", {}).items()
+        for lr in lrs
+    ]
+
+
+def ablation_metrics(benchmark):
+    return run_metrics(benchmark, ABLATION_ORDER, ABLATION.get("seeds", SEEDS))
 
 
 def all_outputs():
@@ -75,4 +105,8 @@ def all_outputs():
         outputs.append("figures/class_incremental_final_accuracy.pdf")
     if "permuted" in BENCHMARKS:
         outputs.append("figures/permuted_first_task_accuracy.pdf")
+    if SWEEP:
+        outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
+    if ABLATION:
+        outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
     return outputs

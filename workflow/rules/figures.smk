@@ -13,7 +13,7 @@ rule figure_class_incremental:
     conda:
         ENV
     shell:
-        "optbias figure final-accuracy --metrics {input.metrics} --order {params.order} --out {output} "
+        "optbias figure final-accuracy --inputs {input.metrics} --order {params.order} --out {output} "
         "--title 'Class-incremental MNIST: accuracy of the final model per pair' > {log} 2>&1"
 
 
@@ -32,7 +32,7 @@ rule figure_permuted:
     conda:
         ENV
     shell:
-        "optbias figure first-task-accuracy --metrics {input.metrics} --order {params.order} --out {output} "
+        "optbias figure first-task-accuracy --inputs {input.metrics} --order {params.order} --out {output} "
         "--title 'Permuted MNIST: accuracy on task 1' > {log} 2>&1"
 
 
@@ -51,5 +51,5 @@ rule figure_accuracy_matrices:
     conda:
         ENV
     shell:
-        "optbias figure accuracy-matrices --metrics {input.metrics} --order {params.order} --out {output} "
+        "optbias figure accuracy-matrices --inputs {input.metrics} --order {params.order} --out {output} "
         "--title 'Accuracy matrix, {wildcards.benchmark}' > {log} 2>&1"

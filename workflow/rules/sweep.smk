@@ -1,0 +1,51 @@
+rule sweep_train:
+    """One learning rate of the sweep: validation seed, held-out split, divergence recorded."""
+    input:
+        data=f"data/raw/{DATASET}.pt",
+        manifest=f"data/raw/{DATASET}.pt.manifest.json",
+    output:
+        metrics=f"{SWEEP_RUN}/metrics.json",
+    params:
+        spec=lambda w: quoted_json(sweep_spec(w)),
+    threads: config["train"].get("threads", 1)
+    log:
+        "logs/sweep/{benchmark}/{optimizer}/lr{lr}.log",
+    benchmark:
+        "benchmarks/sweep/{benchmark}/{optimizer}/lr{lr}.tsv"
+    conda:
+        ENV
+    shell:
+        "optbias train --spec {params.spec} --data {input.data} --metrics {output.metrics} > {log} 2>&1"
+
+
+rule sweep_select:
+    """Pick each swept optimizer's learning rate by held-out accuracy on the task being learned."""
+    input:
+        metrics=sweep_metrics(),
+    output:
+        "data/sweep/selected.json",
+    params:
+        config_lrs=quoted_json({name: ENTRIES[name]["lr"] for name in SWEEP.get("lrs", {})}),
+    log:
+        "logs/sweep/select.log",
+    conda:
+        ENV
+    shell:
+        "optbias sweep-select --metrics {input.metrics} --config-lrs {params.config_lrs} "
+        "--output {output} > {log} 2>&1"
+
+
+rule figure_sweep:
+    """Validation score against learning rate, per swept optimizer and benchmark."""
+    input:
+        "data/sweep/selected.json",
+    output:
+        pdf=report("figures/lr_sweep.pdf", caption="../report/lr_sweep.rst", category="Protocol"),
+        png="figures/lr_sweep.png",
+    log:
+        "logs/figures/lr_sweep.log",
+    conda:
+        ENV
+    shell:
+        "optbias figure lr-sweep --inputs {input} --out {output} "
+        "--title 'Learning-rate sweep (validation seed, held-out split)' > {log} 2>&1"
