@@ -137,3 +137,13 @@ def test_split_validation_is_stratified_and_disjoint():
     assert torch.bincount(val.y_test).tolist() == [10, 10]
     assert not set(fit.x_train[:, 0].tolist()) & set(val.x_test[:, 0].tolist())
     assert torch.equal(fit.x_test, task.x_test)  # the real test split is untouched
+
+
+def test_cli_reports_a_recorded_divergence_without_crashing(dataset, tmp_path, capsys):
+    from optbias import cli
+
+    s = spec({"type": "sgd", "lr": 1e30})
+    s["train"]["on_divergence"] = "record"
+    assert cli.main(["train", "--spec", json.dumps(s), "--data", str(dataset), "--metrics",
+                     str(tmp_path / "m.json"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("diverged: ")

@@ -35,6 +35,9 @@ def _fetch(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     result = train.train_run(json.loads(args.spec), args.data, args.metrics, args.checkpoints,
                              progress=not args.no_progress)
+    if result["status"] != "ok":
+        print(f"{result['status']}: {result['error']}")
+        return
     print(f"average accuracy {result['average_accuracy']:.4f}, average forgetting "
           f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['timing']['wall_time_s']:.1f} s on "
           f"{result['device']}")
@@ -62,6 +65,14 @@ def _ablation_summary(args: argparse.Namespace) -> None:
     result = summarize_by_benchmark(_load_metrics(args.metrics), args.order)
     fileio.atomic_write_json(args.output, result)
     fileio.atomic_write_bytes(args.table, ablation_table(result).encode())
+
+
+def _perf_shampoo(args: argparse.Namespace) -> None:
+    from .perf import report
+
+    result = report(args.hidden, args.batch, args.steps, args.threads, update_freq=args.update_freq)
+    for key, value in result.items():
+        print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
 def _figure(args: argparse.Namespace) -> None:
@@ -106,6 +117,14 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--output", required=True)
     a.add_argument("--table", required=True, help="Markdown table to write")
     a.set_defaults(func=_ablation_summary)
+
+    b = sub.add_parser("perf-shampoo", help="Shampoo step time / AdamW step time, and where the time goes")
+    b.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    b.add_argument("--batch", type=int, default=64)
+    b.add_argument("--steps", type=int, default=60)
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--update-freq", type=int, default=10)
+    b.set_defaults(func=_perf_shampoo)
 
     g = sub.add_parser("figure", help="draw one figure from JSON inputs (metrics or summaries)")
     g.add_argument("kind", choices=sorted(FIGURES))
