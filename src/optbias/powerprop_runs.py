@@ -48,6 +48,9 @@ def check_config(cfg: dict) -> None:
     if not methods:
         raise PowerpropConfigError("powerprop.methods: at least one method is needed")
     for name, method in methods.items():
+        if "lr" in method.get("optimizer", {}):
+            raise PowerpropConfigError(f"powerprop.methods.{name}.optimizer: remove lr; list candidates under "
+                                       f"powerprop.methods.{name}.lrs and the validation rule picks one")
         entry = {**method.get("optimizer", {}), "lr": method["lrs"][0]}
         try:
             optim.check(f"(powerprop.methods.{name}.optimizer)", entry)

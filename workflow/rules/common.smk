@@ -109,4 +109,5 @@ def all_outputs():
         outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
     if ABLATION:
         outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
+    outputs += powerprop_outputs()  # defined in powerprop.smk; [] without a `powerprop:` block
     return outputs
