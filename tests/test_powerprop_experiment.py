@@ -141,12 +141,14 @@ def test_train_method_saves_plain_checkpoints_that_reproduce_the_metrics(dataset
 
 
 def test_sweep_picks_the_best_validation_score_and_records_divergence(dataset):
-    method = {"optimizer": {"type": "sgd"}, "lrs": [0.1, 1.0e6]}
-    out = powerprop_runs.sweep_method("sgd", method, TINY_PP, {"hidden": [16]}, dataset)
+    # α = 3: the step grows like |w|^(4/3)·lr, so a large lr blows the weights up to inf/NaN
+    method = {"optimizer": {"type": "powerprop_sgd", "alpha": 3}, "lrs": [1.0, 1.0e4]}
+    out = powerprop_runs.sweep_method("ppsgd-a3", method, TINY_PP, {"hidden": [16]}, dataset)
     runs = {r["lr"]: r for r in out["runs"]}
-    assert runs[1.0e6]["status"] == "diverged" and runs[0.1]["status"] == "ok"
-    assert out["selected_lr"] == 0.1 and out["seed"] == 1000
-    assert {c["lr"]: c["score"] for c in out["candidates"]}[1.0e6] == 0.0
+    assert runs[1.0e4]["status"] == "diverged" and runs[1.0]["status"] == "ok"
+    assert "powerprop sweep ppsgd-a3 lr=10000" in runs[1.0e4]["error"]
+    assert out["selected_lr"] == 1.0 and out["seed"] == 1000 and runs[1.0]["validation_score"] > 0.1
+    assert {c["lr"]: c["score"] for c in out["candidates"]}[1.0e4] == 0.0
 
 
 def test_summary_means_and_cis():
