@@ -1,42 +1,6 @@
 # Powerpropagation as an optimizer (PAPER.md example 2; claims 7 and 8): per method, choose the lr
 # on held-out data, train every seed, save plain effective-weight state_dicts, measure sparsity and
 # accuracy under magnitude pruning; separately, the trajectory-equivalence check.
-from optbias import powerprop_runs as _powerprop
-
-POWERPROP = config.get("powerprop", {})
-if POWERPROP:
-    _powerprop.check_config(POWERPROP)  # names the bad method and key (e.g. a missing alpha)
-PP_METHODS = list(POWERPROP.get("methods", {}))
-PP_SEEDS = [int(s) for s in POWERPROP.get("seeds", [])]
-PP_DIR = "data/powerprop"
-
-
-wildcard_constraints:
-    pp_method=_alternatives(PP_METHODS) if PP_METHODS else "(?!)",
-
-
-def powerprop_spec(wildcards):
-    """Everything that determines one method's runs (a change here reruns that method only)."""
-    settings = {k: v for k, v in POWERPROP.items() if k not in ("methods", "equivalence")}
-    return {
-        "method": wildcards.pp_method,
-        "method_cfg": POWERPROP["methods"][wildcards.pp_method],
-        "cfg": settings,
-        "model": config["model"],
-    }
-
-
-def powerprop_outputs():
-    if not POWERPROP:
-        return []
-    return [
-        "data/summary/powerprop.json",
-        f"{PP_DIR}/equivalence.json",
-        "figures/powerprop_weight_magnitudes.pdf",
-        "figures/powerprop_pruning.pdf",
-    ]
-
-
 rule powerprop_sweep:
     """One method: train once per candidate lr on the validation seed, held-out split; pick the lr."""
     input:
