@@ -4,10 +4,13 @@ import torch
 from optbias import optim
 
 
+REQUIRED_EXTRAS = {"powerprop_sgd": {"alpha": 2.0}, "powerprop_adam": {"alpha": 2.0}}  # no default
+
+
 def test_registry_builds_each_known_type():
     for name in optim.known():
         model = torch.nn.Linear(4, 3)
-        opt = optim.build({"type": name, "lr": 1e-3}, model.parameters(), name)
+        opt = optim.build({"type": name, "lr": 1e-3, **REQUIRED_EXTRAS.get(name, {})}, model.parameters(), name)
         assert isinstance(opt, torch.optim.Optimizer)
         model(torch.randn(8, 4)).pow(2).mean().backward()
         opt.step()
@@ -22,7 +25,7 @@ def test_adam_entries_differ_only_by_lr():
 
 
 def test_unknown_type_lists_known_ones():
-    with pytest.raises(optim.OptimizerConfigError, match="known types: adam, adamw, sgd, shampoo"):
+    with pytest.raises(optim.OptimizerConfigError, match="known types: adam, adamw, powerprop_adam, powerprop_sgd, sgd, shampoo"):
         optim.check("mine", {"type": "lion", "lr": 1e-4})
 
 

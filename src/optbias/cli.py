@@ -133,6 +133,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", nargs="+", required=True, help="output files; .pdf or .png picks the format")
     g.add_argument("--title", default="")
     g.set_defaults(func=_figure)
+
+    from .powerprop_cli import add_commands as add_powerprop_commands  # the Powerprop experiment
+
+    add_powerprop_commands(sub)
     return p
 
 

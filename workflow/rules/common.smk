@@ -109,4 +109,42 @@ def all_outputs():
         outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
     if ABLATION:
         outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
+    outputs += powerprop_outputs()  # below; [] without a `powerprop:` block
     return outputs
+
+
+# ---- Powerprop experiment (rules in powerprop.smk; empty without a `powerprop:` block)
+from optbias import powerprop_runs as _powerprop
+
+POWERPROP = config.get("powerprop", {})
+if POWERPROP:
+    _powerprop.check_config(POWERPROP)  # names the bad method and key (e.g. a missing alpha)
+PP_METHODS = list(POWERPROP.get("methods", {}))
+PP_SEEDS = [int(s) for s in POWERPROP.get("seeds", [])]
+PP_DIR = "data/powerprop"
+
+
+wildcard_constraints:
+    pp_method=_alternatives(PP_METHODS) if PP_METHODS else "(?!)",
+
+
+def powerprop_spec(wildcards):
+    """Everything that determines one method's runs (a change here reruns that method only)."""
+    settings = {k: v for k, v in POWERPROP.items() if k not in ("methods", "equivalence")}
+    return {
+        "method": wildcards.pp_method,
+        "method_cfg": POWERPROP["methods"][wildcards.pp_method],
+        "cfg": settings,
+        "model": config["model"],
+    }
+
+
+def powerprop_outputs():
+    if not POWERPROP:
+        return []
+    return [
+        "data/summary/powerprop.json",
+        f"{PP_DIR}/equivalence.json",
+        "figures/powerprop_weight_magnitudes.pdf",
+        "figures/powerprop_pruning.pdf",
+    ]

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..powerprop import PowerpropAdam, PowerpropSGD
 from .shampoo import Shampoo
 
 REGISTRY: dict[str, type[torch.optim.Optimizer]] = {
@@ -20,6 +21,8 @@ REGISTRY: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,    # no weight decay: the paper's "Adam" entries (lr 1e-3 and 1e-4)
     "adamw": torch.optim.AdamW,  # decoupled weight decay (Loshchilov & Hutter)
     "shampoo": Shampoo,          # textbook full-matrix Shampoo (Gupta et al. 2018), ours: see shampoo.py
+    "powerprop_sgd": PowerpropSGD,    # SGD on Powerprop's v, written on w (needs alpha): see powerprop.py
+    "powerprop_adam": PowerpropAdam,  # Adam on Powerprop's v, written on w (needs alpha)
 }
 
 
@@ -37,8 +40,16 @@ def hyperparameters(type_name: str) -> list[str]:
     return [p for p in signature.parameters if p not in ("self", "params")]
 
 
+def required(type_name: str) -> list[str]:
+    """Hyperparameters without a default (e.g. Powerprop's ``alpha``): the config must set them."""
+    signature = inspect.signature(REGISTRY[type_name].__init__)
+    return [name for name, p in signature.parameters.items()
+            if name not in ("self", "params") and p.default is inspect.Parameter.empty
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
 def check(name: str, entry: dict[str, Any]) -> None:
-    """Fail early, naming the bad key and the valid choices, if ``entry`` cannot build an optimizer."""
+    """Fail early, naming the bad or missing key and the valid choices, if ``entry`` cannot build an optimizer."""
     type_name = entry.get("type")
     if type_name not in REGISTRY:
         raise OptimizerConfigError(
@@ -49,6 +60,12 @@ def check(name: str, entry: dict[str, Any]) -> None:
     if unknown:
         raise OptimizerConfigError(
             f"optimizers.{name}: {type_name} does not take {', '.join(unknown)}; it takes: {', '.join(allowed)}"
+        )
+    missing = [key for key in required(type_name) if key not in entry]
+    if missing:
+        raise OptimizerConfigError(
+            f"optimizers.{name}: {type_name} needs {', '.join(missing)} (no default); add e.g. "
+            f"`{missing[0]}: ...` to the entry, next to type and lr"
         )
 
 
