@@ -1,0 +1,44 @@
+# Versioning with DVC (dvc.yaml, docs/dvc.md). Snakemake owns execution: every DVC stage runs
+# `snakemake <one target rule below>`, and the stages' outputs are whole directories that do not
+# overlap. tests/test_dvc.py checks that every output of this DAG lies under one DVC output.
+
+
+rule track:
+    """The small files DVC versions in git: headline metrics (dvc metrics) and curves (dvc plots)."""
+    input:
+        summaries=expand("data/summary/{benchmark}.json", benchmark=BENCHMARKS),
+        metrics=[m for b in BENCHMARKS for m in run_metrics(b)],
+    output:
+        headline="data/metrics/headline.json",
+        curves=directory("data/metrics/curves"),
+    log:
+        "logs/track.log",
+    conda:
+        ENV
+    shell:
+        "optbias track --summaries {input.summaries} --metrics {input.metrics} "
+        "--headline {output.headline} --curves {output.curves} > {log} 2>&1"
+
+
+rule dvc_data:
+    """DVC stage `data`: the frozen dataset (data/raw)."""
+    localrule: True
+    input:
+        f"data/raw/{DATASET}.pt",
+        f"data/raw/{DATASET}.pt.manifest.json",
+
+
+rule dvc_train:
+    """DVC stage `train`: every training run, checkpoints included (data/runs, data/sweep)."""
+    localrule: True
+    input:
+        [m for b in BENCHMARKS for m in run_metrics(b) + ablation_metrics(b)],
+        sweep_metrics(),
+        ["data/sweep/selected.json"] if SWEEP else [],
+
+
+rule dvc_metrics:
+    """DVC stage `metrics`: every summary and versioned metric (data/summary, data/metrics)."""
+    localrule: True
+    input:
+        [o for o in all_outputs() if o.startswith(("data/summary/", "data/metrics/"))],
