@@ -80,13 +80,10 @@ def _owners(path: str, outs: dict[str, str]) -> list[str]:
     return [o for o in outs if path == o or path.startswith(o.rstrip("/") + "/")]
 
 
-@pytest.mark.parametrize("which", ["default", "tiny"])
-def test_every_output_of_the_dag_lies_under_exactly_one_dvc_output(tmp_path, which):
-    if which == "default":
-        (tmp_path / "config").mkdir()
-        shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
-    else:
-        write_config(tmp_path, TINY_CONFIG)
+def test_every_output_of_the_dag_lies_under_exactly_one_dvc_output(tmp_path):
+    """On the default config, whose dvc.lock is the one committed."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
     proc = snakemake(tmp_path, "--summary", check=True)
     files = [line.split("\t")[0] for line in proc.stdout.splitlines()[1:] if line.strip()]
     assert len(files) > 20, proc.stdout
@@ -136,6 +133,12 @@ def _round_trip_config() -> dict:
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _jobs(log: str) -> set[str]:
+    """The rules in Snakemake's "Job stats" table."""
+    lines = log.split("Job stats:", 1)[1].splitlines()[3:]
+    return {line.split()[0] for line in lines[: next(i for i, ln in enumerate(lines) if ln.startswith("total"))]}
 
 
 def _lock_out(lock: dict, stage: str, path: str) -> dict:
@@ -199,12 +202,8 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     # Figures regenerate from the pulled checkpoints and metrics, byte-identical, without training.
     figures = {p.name: p.read_bytes() for p in (clone / "figures").iterdir()}
     shutil.rmtree(clone / "figures")
-    dry = clone_snakemake("-n")
-    log = dry.stdout + dry.stderr
-    assert "figure_permuted" in log and "rule train:" not in log and "sweep_train" not in log and "fetch" not in log
     rerun = clone_snakemake("--cores", "2")
-    log = rerun.stdout + rerun.stderr
-    assert "rule train:" not in log and "sweep_train" not in log and "rule fetch:" not in log, log
+    assert _jobs(rerun.stdout + rerun.stderr) == {"figure_permuted", "figure_accuracy_matrices", "figure_sweep", "all"}
     assert {p.name: p.read_bytes() for p in (clone / "figures").iterdir()} == figures
     status = _sh([py, "-m", "dvc", "status"], clone, env)
     assert "up to date" in status.stdout, status.stdout

@@ -3,7 +3,7 @@
 DVC's checkout gives every file the time of the checkout, in no particular order
 (treeverse/dvc#8602), so Snakemake would see inputs newer than outputs and retrain everything.
 Once ``dvc status`` confirms that the pulled files are what dvc.lock records for the current code
-and config, ``snakemake --touch`` rewrites their timestamps in DAG order: afterwards Snakemake
+and config, ``snakemake --touch --forceall`` rewrites their timestamps in DAG order: afterwards Snakemake
 reruns only what is really missing or out of date (e.g. a deleted figure), never the training.
 """
 
@@ -41,4 +41,5 @@ def pull(root: str | Path = ".", remote: str | None = None, force: bool = False)
             "anyway: `optbias pull --force`; to recompute: `dvc repro` (or `snakemake`); or check out the "
             "commit whose dvc.lock matches."
         )
-    _run([*snakemake, "--cores", "1", "--touch", "--quiet"], root)
+    # --forceall: every output, in DAG order, so Snakemake also records provenance for all of them.
+    _run([*snakemake, "--cores", "1", "--touch", "--forceall", "--quiet"], root)

@@ -10,14 +10,14 @@ rule track:
         metrics=[m for b in BENCHMARKS for m in run_metrics(b)],
     output:
         headline="data/metrics/headline.json",
-        curves=directory("data/metrics/curves"),
+        curves=expand("data/metrics/curves/{benchmark}/{optimizer}.csv", benchmark=BENCHMARKS, optimizer=OPTIMIZERS),
     log:
         "logs/track.log",
     conda:
         ENV
     shell:
         "optbias track --summaries {input.summaries} --metrics {input.metrics} "
-        "--headline {output.headline} --curves {output.curves} > {log} 2>&1"
+        "--headline {output.headline} --curves data/metrics/curves > {log} 2>&1"
 
 
 rule dvc_data:
