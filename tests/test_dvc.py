@@ -135,10 +135,11 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def _jobs(log: str) -> set[str]:
-    """The rules in Snakemake's "Job stats" table."""
+def _jobs(log: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table: rule -> number of jobs."""
     lines = log.split("Job stats:", 1)[1].splitlines()[3:]
-    return {line.split()[0] for line in lines[: next(i for i, ln in enumerate(lines) if ln.startswith("total"))]}
+    rows = [line.split() for line in lines[: next(i for i, ln in enumerate(lines) if ln.startswith("total"))]]
+    return {rule: int(count) for rule, count in rows}
 
 
 def _lock_out(lock: dict, stage: str, path: str) -> dict:
@@ -203,7 +204,7 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     figures = {p.name: p.read_bytes() for p in (clone / "figures").iterdir()}
     shutil.rmtree(clone / "figures")
     rerun = clone_snakemake("--cores", "2")
-    assert _jobs(rerun.stdout + rerun.stderr) == {"figure_permuted", "figure_accuracy_matrices", "figure_sweep", "all"}
+    assert set(_jobs(rerun.stdout + rerun.stderr)) == {"figure_permuted", "figure_accuracy_matrices", "figure_sweep", "all"}
     assert {p.name: p.read_bytes() for p in (clone / "figures").iterdir()} == figures
     status = _sh([py, "-m", "dvc", "status"], clone, env)
     assert "up to date" in status.stdout, status.stdout
@@ -213,3 +214,21 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     headline = json.loads((clone / "data/metrics/headline.json").read_text())
     summary = json.loads((clone / "data/summary/permuted.json").read_text())
     assert headline["permuted"]["sgd"]["average_accuracy"] == summary["optimizers"]["sgd"]["average_accuracy"]["mean"]
+
+    # A config that differs from dvc.lock: the pull refuses to mark the pulled runs up to date, and
+    # Snakemake (with the provenance the touch recorded) schedules the changed training runs.
+    cfg = yaml.safe_load((clone / "config/config.yaml").read_text())
+    cfg["optimizers"]["sgd"]["lr"] = 0.5
+    write_config(clone, cfg)
+    refused = _sh([py, "-m", "optbias", "pull"], clone, env, check=False)
+    assert refused.returncode == 1 and "not what dvc.lock records" in refused.stderr, refused.stdout + refused.stderr
+    dry = clone_snakemake("-n")
+    jobs = _jobs(dry.stdout + dry.stderr)
+    assert jobs["train"] == 1 and "sweep_train" not in jobs and "fetch" not in jobs, jobs  # sgd only
+
+
+def test_pull_outside_a_dvc_repository_says_where_to_run_it(tmp_path):
+    from optbias.pull import PullError, pull
+
+    with pytest.raises(PullError, match="no dvc.yaml .* run `optbias pull` from the repository root"):
+        pull(tmp_path)
