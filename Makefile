@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: reproduce test paper lint clean-outputs
+.PHONY: reproduce test paper lint clean-outputs pull dvc-repro
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"optbias needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}; set PYTHON=python3.11"'
@@ -26,6 +26,14 @@ paper: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# DVC (README "Versioned data and checkpoints"): fetch data and checkpoints without retraining,
+# or run the pipeline as DVC stages (each a snakemake call) and record the hashes in dvc.lock.
+pull: $(VENV)/.installed
+	$(BIN)/optbias pull
+
+dvc-repro: $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint

@@ -11,6 +11,7 @@ include: "workflow/rules/sweep.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/powerprop.smk"
+include: "workflow/rules/dvc.smk"
 
 
 rule all:

@@ -34,6 +34,28 @@ TINY_CONFIG = {
 }
 
 
+# A Powerprop block small enough for end-to-end tests (the experiment is in powerprop.smk).
+TINY_PP = {
+    "seeds": [0, 1],
+    "validation_seed": 1000,
+    "validation_fraction": 0.1,
+    "epochs": 1,
+    "batch_size": 128,
+    "threads": 1,
+    "device": "cpu",
+    "sparsity_threshold": 1.0e-3,
+    "prune_fractions": [0, 0.5, 0.9],
+    "methods": {
+        "sgd": {"optimizer": {"type": "sgd"}, "lrs": [0.1, 0.3]},
+        "reparam-a1": {"optimizer": {"type": "sgd"}, "reparam_alpha": 1, "lrs": [0.1, 0.3]},
+        "reparam-a2": {"optimizer": {"type": "sgd"}, "reparam_alpha": 2, "lrs": [1.0]},
+        "ppsgd-a2": {"optimizer": {"type": "powerprop_sgd", "alpha": 2}, "lrs": [1.0]},
+    },
+    "equivalence": {"alphas": [2], "steps": 3, "batch_size": 16, "seed": 0,
+                    "sgd_lrs": [0.04, 0.02, 0.01], "adam_lrs": [1.0e-4, 5.0e-5]},
+}
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import data, fileio, train
 from .config import ConfigError
 from .optim import OptimizerConfigError
+from .pull import PullError
 
 # Figure kind -> plotting function in optbias.figures (imported lazily: seaborn is slow to load
 # and the training jobs do not need it). Each takes (loaded input JSONs, order, output paths, title).
@@ -24,7 +25,8 @@ FIGURES = {
     "lr-sweep": "lr_sweep",
     "shampoo-ablation": "shampoo_ablation",
 }
-KNOWN_ERRORS = (data.DataError, ConfigError, OptimizerConfigError, train.DivergenceError, ValueError)
+KNOWN_ERRORS = (data.DataError, ConfigError, OptimizerConfigError, train.DivergenceError, ValueError,
+                PullError)
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -73,6 +75,20 @@ def _perf_shampoo(args: argparse.Namespace) -> None:
     result = report(args.hidden, args.batch, args.steps, args.threads, update_freq=args.update_freq)
     for key, value in result.items():
         print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
+
+
+def _track(args: argparse.Namespace) -> None:
+    from . import tracking
+
+    fileio.atomic_write_json(args.headline, tracking.headline(_load_metrics(args.summaries)))
+    for (benchmark, optimizer), rows in tracking.curves(_load_metrics(args.metrics)).items():
+        fileio.atomic_write_bytes(Path(args.curves) / benchmark / f"{optimizer}.csv", tracking.to_csv(rows).encode())
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from .pull import pull
+
+    pull(".", remote=args.remote, force=args.force)
 
 
 def _figure(args: argparse.Namespace) -> None:
@@ -125,6 +141,18 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--update-freq", type=int, default=10)
     b.set_defaults(func=_perf_shampoo)
+
+    d = sub.add_parser("track", help="the small DVC-versioned files: headline metrics and curves")
+    d.add_argument("--summaries", nargs="+", required=True, help="data/summary/{benchmark}.json files")
+    d.add_argument("--metrics", nargs="+", required=True, help="the runs' metrics.json files")
+    d.add_argument("--headline", required=True, help="headline JSON to write (DVC metrics)")
+    d.add_argument("--curves", required=True, help="directory for {benchmark}/{optimizer}.csv (DVC plots)")
+    d.set_defaults(func=_track)
+
+    u = sub.add_parser("pull", help="dvc pull the data and checkpoints, then fix timestamps so nothing retrains")
+    u.add_argument("--remote", help="DVC remote to pull from (default: the one set in .dvc/config)")
+    u.add_argument("--force", action="store_true", help="touch the pulled outputs even if `dvc status` is not clean")
+    u.set_defaults(func=_pull)
 
     g = sub.add_parser("figure", help="draw one figure from JSON inputs (metrics or summaries)")
     g.add_argument("kind", choices=sorted(FIGURES))

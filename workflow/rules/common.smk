@@ -110,6 +110,7 @@ def all_outputs():
     if ABLATION:
         outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
     outputs += powerprop_outputs()  # below; [] without a `powerprop:` block
+    outputs.append("data/metrics/headline.json")  # versioned by DVC, with the curves (dvc.smk)
     return outputs
 
 

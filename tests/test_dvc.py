@@ -1,0 +1,240 @@
+"""DVC: the headline/curve files on hand-computed runs, dvc.yaml against the Snakemake DAG, and the
+round trip run -> dvc push -> fresh clone -> optbias pull -> nothing retrains, figures regenerate."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, TINY_PP, snakemake, write_config
+from optbias import tracking
+
+# What a clone of the repository holds that the pipeline and DVC need (no data, no checkpoints).
+CODE = ["Snakefile", "workflow", "src/optbias", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
+        ".gitignore"]
+
+
+# ---------------------------------------------------------------- headline metrics and curves
+
+def _run(benchmark, optimizer, seed, R):
+    return {"benchmark": benchmark, "optimizer": optimizer, "seed": seed, "R": R}
+
+
+def test_curves_average_first_task_and_seen_tasks_over_seeds():
+    runs = [_run("permuted", "sgd", 0, [[0.9, 0.1, 0.0], [0.5, 0.8, 0.2], [0.3, 0.6, 0.9]]),
+            _run("permuted", "sgd", 1, [[0.7, 0.3, 0.0], [0.3, 0.6, 0.0], [0.1, 0.2, 0.7]])]
+    rows = tracking.curves(runs)[("permuted", "sgd")]
+    assert [r["tasks_trained"] for r in rows] == [1, 2, 3]
+    # R[i][0] averaged over the seeds: (0.9+0.7)/2, (0.5+0.3)/2, (0.3+0.1)/2
+    assert [r["first_task_accuracy"] for r in rows] == pytest.approx([0.8, 0.4, 0.2])
+    # mean_{j<=i} R[i][j], then over seeds: seed 0: 0.9, 0.65, 0.6; seed 1: 0.7, 0.45, 1/3
+    assert [r["seen_tasks_accuracy"] for r in rows] == pytest.approx([0.8, 0.55, (0.6 + 1 / 3) / 2])
+    csv = tracking.to_csv(rows).splitlines()
+    assert csv[0] == "tasks_trained,first_task_accuracy,seen_tasks_accuracy" and csv[1].startswith("1,0.8")
+
+
+def test_curves_refuse_runs_with_different_task_counts():
+    runs = [_run("permuted", "sgd", 0, [[1.0]]), _run("permuted", "sgd", 1, [[1.0, 0.0], [0.5, 1.0]])]
+    with pytest.raises(ValueError, match="different numbers of tasks"):
+        tracking.curves(runs)
+
+
+def test_headline_keeps_means_of_accuracy_and_forgetting_in_config_order():
+    def entry(acc, fgt):
+        return {"average_accuracy": {"mean": acc, "ci95": [0, 1]}, "average_forgetting": {"mean": fgt, "ci95": [0, 1]},
+                "bwt": {"mean": -fgt, "ci95": [-1, 0]}}
+
+    summary = {"benchmark": "permuted", "order": ["shampoo", "sgd"],
+               "optimizers": {"sgd": entry(0.5, 0.4), "shampoo": entry(0.7, 0.1)}}
+    out = tracking.headline([summary])
+    assert out == {"permuted": {"shampoo": {"average_accuracy": 0.7, "average_forgetting": 0.1},
+                                "sgd": {"average_accuracy": 0.5, "average_forgetting": 0.4}}}
+    assert list(out["permuted"]) == ["shampoo", "sgd"]
+    with pytest.raises(ValueError, match="two summaries"):
+        tracking.headline([summary, summary])
+
+
+# ---------------------------------------------------------------- dvc.yaml matches the DAG
+
+def _dvc_outputs() -> dict[str, str]:
+    """Every output path of dvc.yaml -> its stage."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    outs = {}
+    for name, stage in stages.items():
+        for kind in ("outs", "metrics", "plots"):
+            for item in stage.get(kind, []):
+                outs[next(iter(item)) if isinstance(item, dict) else item] = name
+    return outs
+
+
+def _owners(path: str, outs: dict[str, str]) -> list[str]:
+    return [o for o in outs if path == o or path.startswith(o.rstrip("/") + "/")]
+
+
+def test_every_output_of_the_dag_lies_under_exactly_one_dvc_output(tmp_path):
+    """On the default config, whose dvc.lock is the one committed."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    proc = snakemake(tmp_path, "--summary", check=True)
+    files = [line.split("\t")[0] for line in proc.stdout.splitlines()[1:] if line.strip()]
+    assert len(files) > 20, proc.stdout
+    outs = _dvc_outputs()
+    for a in outs:
+        assert not [b for b in outs if b != a and b.startswith(a.rstrip("/") + "/")], f"dvc.yaml outputs overlap: {a}"
+    for path in files:
+        owners = _owners(path, outs)
+        assert len(owners) == 1, (f"{path} (a Snakemake output) lies under {owners or 'no'} DVC output; add its "
+                                  "directory to a stage's outs in dvc.yaml and its target to workflow/rules/dvc.smk")
+    # Every DVC output directory is really produced, so `dvc repro`/`dvc commit` never miss one.
+    for out in outs:
+        assert any(path == out or path.startswith(out + "/") for path in files), f"{out}: no Snakemake rule writes it"
+
+
+def test_root_gitignore_ignores_cached_outputs_and_keeps_small_metrics_in_git():
+    ignored = set((REPO / ".gitignore").read_text().split())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for item in stage.get(kind, []):
+                path, props = (next(iter(item.items())) if isinstance(item, dict) else (item, {}))
+                cached = (props or {}).get("cache", True)
+                assert (f"/{path}/" in ignored) == cached, (
+                    f"{path}: cached DVC outputs must be in .gitignore, uncached ones (committed to git) must not")
+
+
+# ---------------------------------------------------------------- the round trip
+
+def _sh(cmd: list[str], cwd: Path, env: dict, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} in {cwd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _round_trip_config() -> dict:
+    """TINY_CONFIG shrunk further: one benchmark of two tasks, one seed, two optimizers, a one-point sweep."""
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["seeds"] = [0]
+    cfg["benchmarks"] = {"permuted": {"n_tasks": 2, "epochs_per_task": 1, "batch_size": 128, "permutation_seed": 0}}
+    cfg["optimizers"] = {name: cfg["optimizers"][name] for name in ("sgd", "shampoo")}
+    cfg["sweep"] = {"seed": 1000, "validation_fraction": 0.1, "lrs": {"sgd": [0.05]}}
+    cfg.pop("ablation")
+    # The smallest Powerprop block, so that its DVC output (data/powerprop) exists too.
+    pp = copy.deepcopy(TINY_PP)
+    pp["seeds"] = [0]
+    pp["methods"] = {"ppsgd-a2": pp["methods"]["ppsgd-a2"]}
+    cfg["powerprop"] = pp
+    return cfg
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _jobs(log: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table: rule -> number of jobs."""
+    lines = log.split("Job stats:", 1)[1].splitlines()[3:]
+    rows = [line.split() for line in lines[: next(i for i, ln in enumerate(lines) if ln.startswith("total"))]]
+    return {rule: int(count) for rule, count in rows}
+
+
+def _lock_out(lock: dict, stage: str, path: str) -> dict:
+    return next(o for o in lock["stages"][stage]["outs"] if o["path"] == path)
+
+
+@pytest.mark.slow
+def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
+    py = sys.executable
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1",
+           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache"),
+           "PATH": os.path.dirname(py) + os.pathsep + os.environ.get("PATH", ""),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    origin, clone = tmp_path / "origin", tmp_path / "clone"
+    for rel in CODE:
+        src, dst = REPO / rel, origin / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    write_config(origin, _round_trip_config())
+    _sh(["git", "init", "-q"], origin, env)
+    _sh(["git", "add", "-A"], origin, env)
+    _sh(["git", "commit", "-qm", "code"], origin, env)
+
+    # Run the pipeline through DVC (each stage calls snakemake), then push to the default remote.
+    _sh([py, "-m", "dvc", "repro"], origin, env, timeout=600)
+    untracked = _sh(["git", "status", "--porcelain", "--untracked-files=all"], origin, env).stdout.split("\n")
+    new = sorted(line[3:] for line in untracked if line)
+    assert new == ["data/metrics/curves/permuted/sgd.csv", "data/metrics/curves/permuted/shampoo.csv",
+                   "data/metrics/headline.json", "dvc.lock"], "only dvc.lock and the small metrics reach git"
+    _sh([py, "-m", "dvc", "push"], origin, env)
+    remote = tmp_path / "optbias-dvc-remote"  # .dvc/config: url = ../../optbias-dvc-remote
+    assert remote.is_dir() and any(remote.rglob("*.dir"))
+    _sh(["git", "add", "-A"], origin, env)
+    _sh(["git", "commit", "-qm", "results"], origin, env)
+    assert not [f for f in _sh(["git", "ls-files"], origin, env).stdout.split() if f.endswith(".pt")]
+
+    # A fresh clone has code, config, dvc.lock and the small metrics: no data, no checkpoints.
+    _sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    assert not (clone / "data" / "runs").exists()
+    _sh([py, "-m", "optbias", "pull"], clone, env)
+
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    runs = _lock_out(lock, "train", "data/runs")
+    manifest = json.loads((clone / ".dvc/cache/files/md5" / runs["md5"][:2] / runs["md5"][2:]).read_text())
+    checkpoints = [e for e in manifest if e["relpath"].endswith(".pt")]
+    assert len(checkpoints) == 2 * 2  # optimizers x tasks (one seed)
+    for entry in checkpoints:
+        pulled = clone / "data/runs" / entry["relpath"]
+        assert _md5(pulled) == entry["md5"] == _md5(origin / "data/runs" / entry["relpath"])
+
+    def clone_snakemake(*args):
+        return _sh([py, "-m", "snakemake", *args], clone, env)
+
+    dry = clone_snakemake("-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+
+    # Figures regenerate from the pulled checkpoints and metrics, byte-identical, without training.
+    figures = {p.name: p.read_bytes() for p in (clone / "figures").iterdir()}
+    shutil.rmtree(clone / "figures")
+    rerun = clone_snakemake("--cores", "2")
+    assert set(_jobs(rerun.stdout + rerun.stderr)) == {"figure_permuted", "figure_accuracy_matrices", "figure_sweep",
+                                                             "figure_powerprop_pruning", "figure_powerprop_histograms", "all"}
+    assert {p.name: p.read_bytes() for p in (clone / "figures").iterdir()} == figures
+    status = _sh([py, "-m", "dvc", "status"], clone, env)
+    assert "up to date" in status.stdout, status.stdout
+
+    shown = _sh([py, "-m", "dvc", "metrics", "show"], clone, env).stdout
+    assert "permuted.sgd.average_accuracy" in shown and "permuted.shampoo.average_forgetting" in shown, shown
+    headline = json.loads((clone / "data/metrics/headline.json").read_text())
+    summary = json.loads((clone / "data/summary/permuted.json").read_text())
+    assert headline["permuted"]["sgd"]["average_accuracy"] == summary["optimizers"]["sgd"]["average_accuracy"]["mean"]
+
+    # A config that differs from dvc.lock: the pull refuses to mark the pulled runs up to date, and
+    # Snakemake (with the provenance the touch recorded) schedules the changed training runs.
+    cfg = yaml.safe_load((clone / "config/config.yaml").read_text())
+    cfg["optimizers"]["sgd"]["lr"] = 0.5
+    write_config(clone, cfg)
+    refused = _sh([py, "-m", "optbias", "pull"], clone, env, check=False)
+    assert refused.returncode == 1 and "not what dvc.lock records" in refused.stderr, refused.stdout + refused.stderr
+    dry = clone_snakemake("-n")
+    jobs = _jobs(dry.stdout + dry.stderr)
+    assert jobs["train"] == 1 and "sweep_train" not in jobs and "fetch" not in jobs, jobs  # sgd only
+
+
+def test_pull_outside_a_dvc_repository_says_where_to_run_it(tmp_path):
+    from optbias.pull import PullError, pull
+
+    with pytest.raises(PullError, match="no dvc.yaml .* run `optbias pull` from the repository root"):
+        pull(tmp_path)
