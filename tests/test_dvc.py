@@ -210,7 +210,7 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     shutil.rmtree(clone / "figures")
     rerun = clone_snakemake("--cores", "2")
     assert set(_jobs(rerun.stdout + rerun.stderr)) == {"figure_permuted", "figure_accuracy_matrices", "figure_sweep",
-                                                             "figure_powerprop_pruning", "figure_powerprop_histograms", "all"}
+                                                         "figure_powerprop_pruning", "figure_powerprop_histograms", "all"}
     assert {p.name: p.read_bytes() for p in (clone / "figures").iterdir()} == figures
     status = _sh([py, "-m", "dvc", "status"], clone, env)
     assert "up to date" in status.stdout, status.stdout
