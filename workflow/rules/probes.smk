@@ -4,11 +4,12 @@
 from optbias import probe_run as _probe_run
 
 PROBES = _probe_run.settings(config)
-PROBE_RUN = "data/probes/{benchmark}/{optimizer}/seed{seed}"
-
-
-def probe_outputs(benchmark, optimizers=OPTIMIZERS):
-    return expand(f"{PROBE_RUN}/probes.json", benchmark=benchmark, optimizer=optimizers, seed=SEEDS)
+PROBE_OUTPUTS = {
+    b: expand("data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json", benchmark=b, optimizer=OPTIMIZERS,
+              seed=SEEDS)
+    for b in BENCHMARKS
+}
+ALL_PROBE_OUTPUTS = [p for b in BENCHMARKS for p in PROBE_OUTPUTS[b]]
 
 
 rule probe:
@@ -36,7 +37,7 @@ rule probe:
 rule summarize_probes:
     """Final-checkpoint probe scalars (claims 4, 5) per optimizer: mean, 95% CI and per-seed values."""
     input:
-        probes=lambda w: probe_outputs(w.benchmark),
+        probes=lambda w: PROBE_OUTPUTS[w.benchmark],
     output:
         "data/summary/probes_{benchmark}.json",
     params:
@@ -52,7 +53,7 @@ rule summarize_probes:
 rule figure_cosine_heatmaps:
     """The paper's Figure B: cross-class cosine similarity of class means, one heatmap per optimizer."""
     input:
-        probes=probe_outputs("class_incremental"),
+        probes=PROBE_OUTPUTS.get("class_incremental", []),
     output:
         pdf=report("figures/cross_class_cosine_class_incremental.pdf",
                    caption="../report/cross_class_cosine.rst", category="Representations"),
@@ -71,7 +72,7 @@ rule figure_cosine_heatmaps:
 rule figure_effective_rank:
     """Effective rank of each hidden layer against tasks seen, per optimizer, every benchmark."""
     input:
-        probes=[p for b in BENCHMARKS for p in probe_outputs(b)],
+        probes=ALL_PROBE_OUTPUTS,
     output:
         pdf=report("figures/effective_rank.pdf", caption="../report/effective_rank.rst", category="Representations"),
         png="figures/effective_rank.png",
@@ -89,7 +90,7 @@ rule figure_effective_rank:
 rule figure_probe_vs_head:
     """Representation forgetting: linear-probe vs head accuracy on old tasks after the last task."""
     input:
-        probes=[p for b in BENCHMARKS for p in probe_outputs(b)],
+        probes=ALL_PROBE_OUTPUTS,
     output:
         pdf=report("figures/probe_vs_head_accuracy.pdf", caption="../report/probe_vs_head_accuracy.rst",
                    category="Representations"),
@@ -108,7 +109,7 @@ rule figure_probe_vs_head:
 rule figure_paper_class_incremental:
     """The paper's class-incremental figure: final accuracy per pair next to the cosine heatmaps."""
     input:
-        probes=probe_outputs("class_incremental"),
+        probes=PROBE_OUTPUTS.get("class_incremental", []),
         metrics=run_metrics("class_incremental"),
     output:
         pdf=report("figures/paper_figure_class_incremental.pdf", caption="../report/paper_figure.rst",
