@@ -137,7 +137,8 @@ def probe_vs_head(runs: Sequence[dict], order: Sequence[str], paths: Sequence[st
                     err_kws={"linewidth": 1}, legend=ax is axes[0][-1])
         sns.stripplot(data=sub, x="optimizer", y="accuracy", order=order, hue="measure", hue_order=measures,
                       dodge=True, palette=["k", "k"], size=3, alpha=0.6, legend=False, ax=ax)
-        ax.set(ylim=(0, 1.02), title=b, xlabel="", ylabel="accuracy on old tasks after the last task\n(mean over tasks)")
+        ax.set(ylim=(0, 1.02), title=b, xlabel="",
+               ylabel="accuracy on old tasks after the last task\n(mean over tasks)")
         ax.tick_params(axis="x", rotation=30)
     sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False, title="")
     fig.suptitle(f"{title} (hidden layer {int(df['layer'].max())}; {_seed_note(df)})")

@@ -191,7 +191,8 @@ def probe_run(metrics: dict, dataset_path: str | Path, checkpoint_dir: str | Pat
         model = load_model(path, spec["model"])
         num_classes = model.head.out_features
         where = {**meta, "checkpoint": i, "after_task": tasks[i].name}
-        representations += [{**where, **r} for r in _representation_records(model, x_probe, y_probe, num_classes, delta)]
+        records = _representation_records(model, x_probe, y_probe, num_classes, delta)
+        representations += [{**where, **r} for r in records]
         weights += [{**where, **r} for r in _weight_records(model, delta)]
         for j in [j for (ci, j) in pairs if ci == i]:
             task = tasks[j]
@@ -233,8 +234,8 @@ def probe_run(metrics: dict, dataset_path: str | Path, checkpoint_dir: str | Pat
     }
 
 
-def probe_runs(metrics_paths: Sequence[str | Path], checkpoint_dirs: Sequence[str | Path], outputs: Sequence[str | Path],
-               dataset_path: str | Path, cfg: dict) -> None:
+def probe_runs(metrics_paths: Sequence[str | Path], checkpoint_dirs: Sequence[str | Path],
+               outputs: Sequence[str | Path], dataset_path: str | Path, cfg: dict) -> None:
     """Probe several runs in one process (one torch import), writing each probes.json atomically."""
     if not len(metrics_paths) == len(checkpoint_dirs) == len(outputs):
         raise ValueError("give as many --checkpoints and --output as --metrics")
