@@ -12,6 +12,7 @@ include: "workflow/rules/ablation.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/powerprop.smk"
 include: "workflow/rules/dvc.smk"
+include: "workflow/rules/probes.smk"
 
 
 rule all:

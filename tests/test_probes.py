@@ -12,9 +12,13 @@ from optbias.probes import (
     class_mean_cosine_similarity,
     dead_units,
     effective_rank,
+    erank_of_spectrum,
+    gram_singular_values,
     linear_probe_accuracy,
     mean_off_diagonal,
+    rank_measures,
     srank,
+    srank_of_spectrum,
 )
 
 
@@ -253,3 +257,74 @@ def test_activation_sparsity_and_dead_units_by_hand():
     assert dead_units(acts) == pytest.approx(0.5)
     assert activation_sparsity(torch.relu(-torch.ones(2, 3))) == 1.0
     assert dead_units(torch.ones(2, 3)) == 0.0
+
+
+# --- one spectrum for erank and srank; the Gram-matrix fast path ------------------------------
+
+
+def test_known_diagonal_spectrum_closed_form():
+    # sigma = (4, 2, 1, 1): p = (1/2, 1/4, 1/8, 1/8), H = 1.75 ln 2, erank = 2 ** 1.75.
+    x = torch.diag(torch.tensor([4.0, 2.0, 1.0, 1.0]))
+    for center_free in (effective_rank(x), rank_measures(x)["erank"], rank_measures(x, fast=False)["erank"]):
+        assert center_free == pytest.approx(2 ** 1.75, abs=1e-9)
+    # srank, delta = 0.2: cumulative shares 0.5, 0.75, 0.875 -> k = 3; delta = 0.3: 0.75 >= 0.7 -> k = 2.
+    assert srank_of_spectrum(torch.tensor([4.0, 2.0, 1.0, 1.0]), delta=0.2) == 3
+    assert rank_measures(x, delta=0.3)["srank"] == 2
+    assert erank_of_spectrum(torch.tensor([1.0, 1.0, 1.0])) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("n", [1, 3, 40])
+def test_fast_path_identity_and_rank_one(n):
+    assert rank_measures(torch.eye(n)) == {"erank": pytest.approx(n, abs=1e-9), "srank": n}
+    u = torch.linspace(-1, 2, 7, dtype=torch.float64)
+    v = torch.linspace(0.5, 3, n, dtype=torch.float64)
+    assert rank_measures(torch.outer(u, v)) == {"erank": pytest.approx(1.0, abs=1e-9), "srank": 1}
+
+
+@pytest.mark.parametrize("shape", [(500, 64), (30, 100), (64, 64)])
+@pytest.mark.parametrize("center", [False, True])
+def test_fast_path_matches_the_svd(shape, center):
+    g = torch.Generator().manual_seed(sum(shape))
+    # A decaying spectrum with non-negative (ReLU-like) entries, as in the probe-set activations.
+    x = torch.relu(torch.randn(*shape, generator=g, dtype=torch.float64) @
+                   torch.diag(torch.logspace(0, -3, shape[1], dtype=torch.float64)) + 0.1)
+    fast, exact = rank_measures(x, center=center), rank_measures(x, center=center, fast=False)
+    assert fast["erank"] == pytest.approx(exact["erank"], rel=1e-6)
+    assert fast["srank"] == exact["srank"]
+    s_exact = torch.linalg.svdvals(x - x.mean(0) if center else x)
+    assert torch.allclose(gram_singular_values(x, center)[:10], s_exact[:10], rtol=1e-8)
+
+
+def test_fast_path_centered_constant_matrix_is_zero():
+    assert rank_measures(torch.ones(6, 4), center=True) == {"erank": 0.0, "srank": 0}
+
+
+# --- the fast ridge path agrees with one full ridge fit per lambda ----------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_linear_probe_equals_reference_path(seed):
+    from optbias.probes import _check_probe_inputs, _linear_probe_reference
+
+    g = torch.Generator().manual_seed(seed)
+    n, d = 600, 24
+    y = torch.randint(0, 10, (n + 200,), generator=g)
+    centres = torch.randn(10, d, generator=g)
+    x = torch.relu(centres[y] + 1.5 * torch.randn(n + 200, d, generator=g))  # noisy: not separable
+    x[:, 3] = 0.0  # a dead unit
+    x[:, 5] = 0.7  # a constant unit
+    lambdas = (1e-2, 1.0, 30.0, 1000.0)
+    fast = linear_probe_accuracy(x[:n], y[:n], x[n:], y[n:], lambdas=lambdas, seed=seed)
+    xtr, ytr, xte, yte, n_val = _check_probe_inputs(x[:n], y[:n], x[n:], y[n:], 10, lambdas, 0.2)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    reference = _linear_probe_reference(xtr, ytr, xte, yte, 10, lambdas, perm[:n_val], perm[n_val:])
+    assert fast == reference
+    assert 0.3 < fast["accuracy"] < 1.0  # a real, imperfect probe: agreement is not trivial
+
+
+def test_linear_probe_on_shuffled_labels_of_separable_features_is_near_chance():
+    xtr, ytr = _clusters(200, range(10), dim=20, seed=0)
+    xte, yte = _clusters(100, range(10), dim=20, seed=1)
+    assert linear_probe_accuracy(xtr, ytr, xte, yte)["accuracy"] == 1.0
+    shuffled = ytr[torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))]
+    assert 0.03 <= linear_probe_accuracy(xtr, shuffled, xte, yte)["accuracy"] <= 0.2  # chance: 0.1

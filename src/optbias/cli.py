@@ -89,6 +89,64 @@ def _pull(args: argparse.Namespace) -> None:
     from .pull import pull
 
     pull(".", remote=args.remote, force=args.force)
+# --- probes (issue 4): one contiguous block -------------------------------------------------
+PROBE_FIGURES = {
+    "cosine-heatmaps": "cosine_heatmaps",
+    "effective-rank": "effective_rank_curves",
+    "probe-vs-head": "probe_vs_head",
+    "paper-figure": "paper_figure",
+}
+
+
+def _probe(args: argparse.Namespace) -> None:
+    from .probe_run import probe_runs, settings
+
+    probe_runs(args.metrics, args.checkpoints, args.output, args.data, settings({"probes": json.loads(args.settings)}))
+
+
+def _probe_summary(args: argparse.Namespace) -> None:
+    from .probe_summary import summarize_probes
+
+    fileio.atomic_write_json(args.output, summarize_probes(_load_metrics(args.probes), args.order))
+
+
+def _probe_figure(args: argparse.Namespace) -> None:
+    from . import probe_figures
+
+    draw = getattr(probe_figures, PROBE_FIGURES[args.kind])
+    runs = _load_metrics(args.probes)
+    if args.kind == "paper-figure":
+        if not args.metrics:
+            raise ValueError("the paper figure needs --metrics (the runs' metrics.json) for its accuracy panel")
+        draw(runs, _load_metrics(args.metrics), args.order, args.out, args.title)
+    else:
+        draw(runs, args.order, args.out, args.title)
+
+
+def _add_probe_commands(sub) -> None:
+    r = sub.add_parser("probe", help="probe every checkpoint of one or more runs (ranks, cosine, linear probes)")
+    r.add_argument("--data", required=True, help="the dataset file the runs trained on")
+    r.add_argument("--metrics", nargs="+", required=True, help="each run's metrics.json (R and the run's spec)")
+    r.add_argument("--checkpoints", nargs="+", required=True, help="each run's checkpoints directory, same order")
+    r.add_argument("--output", nargs="+", required=True, help="each run's probes.json to write, same order")
+    r.add_argument("--settings", default="{}", help="JSON: the config's probes block (defaults: optbias.probe_run)")
+    r.set_defaults(func=_probe)
+
+    s = sub.add_parser("probe-summary", help="per-optimizer final-checkpoint probe scalars with 95%% CIs")
+    s.add_argument("--probes", nargs="+", required=True)
+    s.add_argument("--order", nargs="+", required=True)
+    s.add_argument("--output", required=True)
+    s.set_defaults(func=_probe_summary)
+
+    f = sub.add_parser("probe-figure", help="draw one probe figure from probes.json files")
+    f.add_argument("kind", choices=sorted(PROBE_FIGURES))
+    f.add_argument("--probes", nargs="+", required=True)
+    f.add_argument("--metrics", nargs="*", default=[], help="metrics.json files (paper-figure only)")
+    f.add_argument("--order", nargs="+", required=True, help="optimizers, in legend order")
+    f.add_argument("--out", nargs="+", required=True, help="output files; .pdf or .png picks the format")
+    f.add_argument("--title", default="")
+    f.set_defaults(func=_probe_figure)
+# --- end of probes block -------------------------------------------------------------------
 
 
 def _figure(args: argparse.Namespace) -> None:
@@ -165,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
     from .powerprop_cli import add_commands as add_powerprop_commands  # the Powerprop experiment
 
     add_powerprop_commands(sub)
+    _add_probe_commands(sub)
     return p
 
 

@@ -111,6 +111,13 @@ def all_outputs():
         outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
     outputs += powerprop_outputs()  # below; [] without a `powerprop:` block
     outputs.append("data/metrics/headline.json")  # versioned by DVC, with the curves (dvc.smk)
+    # Probes (workflow/rules/probes.smk): per-run probes.json, summaries, four figures.
+    outputs += expand("data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json", benchmark=BENCHMARKS,
+                      optimizer=OPTIMIZERS, seed=SEEDS)
+    outputs += expand("data/summary/probes_{benchmark}.json", benchmark=BENCHMARKS)
+    outputs += ["figures/effective_rank.pdf", "figures/probe_vs_head_accuracy.pdf"]
+    if "class_incremental" in BENCHMARKS:
+        outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
     return outputs
 
 

@@ -41,7 +41,7 @@ rule dvc_train:
 
 
 rule dvc_metrics:
-    """DVC stage `metrics`: every summary and versioned metric (data/summary, data/metrics)."""
+    """DVC stage `metrics`: probes, every summary and versioned metric (data/probes, data/summary, data/metrics)."""
     localrule: True
     input:
-        [o for o in all_outputs() if o.startswith(("data/summary/", "data/metrics/"))],
+        [o for o in all_outputs() if o.startswith(("data/probes/", "data/summary/", "data/metrics/"))],
