@@ -109,4 +109,6 @@ def all_outputs():
         outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
     if ABLATION:
         outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
+    if config.get("paper"):
+        outputs += ["paper/audit.md", "data/audit.json", "paper/build/paper.html"]
     return outputs
