@@ -153,3 +153,11 @@ def test_a_claim_pointing_at_a_missing_rule_stops_the_workflow(tmp_path, tiny_co
     proc = snakemake(tmp_path, "-n", "paper/audit.md")
     assert proc.returncode != 0
     assert "claim C1: rule 'probe' does not exist in the workflow" in proc.stdout + proc.stderr
+
+
+def test_every_report_figure_has_its_caption_file():
+    captions = [(path, m) for path in (REPO / "workflow/rules").glob("*.smk")
+                for m in re.findall(r'caption="([^"]+)"', path.read_text())]
+    assert len(captions) >= 6
+    for path, caption in captions:
+        assert (path.parent / caption).resolve().is_file(), f"{path.name}: caption {caption} is missing"
