@@ -161,3 +161,37 @@ def test_every_report_figure_has_its_caption_file():
     assert len(captions) >= 6
     for path, caption in captions:
         assert (path.parent / caption).resolve().is_file(), f"{path.name}: caption {caption} is missing"
+
+
+BROWSER_PROBE = """<script>window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const out = document.createElement("pre"); out.id = "browser-check";
+  out.textContent = JSON.stringify({images: imgs.length,
+    shown: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+    placeholders: /\\{\\{|\\}\\}|\\[claim:/.test(document.body.innerText)});
+  document.body.appendChild(out);
+});</script>"""
+
+
+def browser_check(page: str, workdir) -> dict:
+    """Load the page in headless Chromium; count the figures that actually show, look for raw placeholders."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
+    path = workdir / "check.html"
+    path.write_text(page.replace("</body>", BROWSER_PROBE + "</body>"))
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                           "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="browser-check">([^<]*)</pre>', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    return json.loads(found.group(1))
+
+
+def test_rendered_page_shows_every_figure_in_headless_chromium(world, tmp_path):
+    root, _ = world
+    page = P.build(REPO / "paper/paper.md", REPO / "paper/variables.yaml", root / "data/audit.json",
+                   root / "paper/audit.md", CONFIG, root)
+    n_figures = len(P.figure_paths((REPO / "paper/paper.md").read_text()))
+    assert browser_check(page, tmp_path) == {"images": n_figures, "shown": n_figures, "placeholders": False}

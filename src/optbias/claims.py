@@ -214,7 +214,7 @@ def evaluate(claim: dict, doc: Any) -> dict:
             if test["type"] in ("threshold", "equals"):
                 sel = _fill(metric["select"], combo)
                 raw = select(doc, sel)
-                label = prefix or sel
+                label = prefix  # empty for a single case: the row shows the value alone
                 if test["type"] == "equals":
                     ok = raw == test["value"]
                     cases.append({"case": label, "value": raw, "ci95": None, "n": 1,
@@ -309,7 +309,8 @@ def format_value(value: Any, ci: Sequence[float] | None) -> str:
 
 def measured(row: dict) -> str:
     """Every case of a claim on one line: ``case: mean [low, high]``."""
-    return "; ".join(f"{c['case']}: {format_value(c['value'], c['ci95'])}" for c in row["cases"])
+    return "; ".join(f"{c['case']}: {format_value(c['value'], c['ci95'])}" if c["case"]
+                     else format_value(c["value"], c["ci95"]) for c in row["cases"])
 
 
 def audit_markdown(result: dict) -> str:
