@@ -152,6 +152,17 @@ def test_provenance_accepts_an_output_of_the_rule():
     C.check_provenance([{"id": "X", "rule": "summarize", "output": "data/summary/permuted.json"}], RULES)
 
 
+def test_provenance_honours_wildcard_constraints():
+    rules = {"summarize": ["data/summary/{benchmark,class_incremental|permuted}.json"],
+             "train": [r"data/runs/{b}/{o}/seed{seed,\d{1,3}}/metrics.json"]}
+    C.check_provenance([{"id": "X", "rule": "summarize", "output": "data/summary/permuted.json"},
+                        {"id": "Z", "rule": "train", "output": "data/runs/p/sgd/seed12/metrics.json"}], rules)
+    with pytest.raises(C.ClaimError, match="not an output of rule 'summarize'"):
+        C.check_provenance([{"id": "Y", "rule": "summarize", "output": "data/summary/shampoo_ablation.json"}], rules)
+    with pytest.raises(C.ClaimError, match="not an output of rule 'train'"):
+        C.check_provenance([{"id": "W", "rule": "train", "output": "data/runs/p/sgd/seedx/metrics.json"}], rules)
+
+
 def test_provenance_rejects_a_missing_rule_and_a_foreign_output():
     with pytest.raises(C.ClaimError, match="claim X: rule 'probe' does not exist.*claims_pending"):
         C.check_provenance([{"id": "X", "rule": "probe", "output": "data/summary/probes_permuted.json"}], RULES)

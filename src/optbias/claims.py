@@ -79,9 +79,24 @@ def load_claims(path: str | Path) -> list[dict]:
 
 
 def pattern_regex(pattern: str) -> re.Pattern:
-    """A Snakemake output pattern (``data/summary/{benchmark}.json``) as a regex over file names."""
-    parts = re.split(r"(\{[^{}]+\})", pattern)
-    body = "".join(r"[^/]+" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts)
+    """A Snakemake output pattern as a regex over file names.
+
+    ``{name}`` matches one path component; ``{name,regex}`` (how Snakemake stores a wildcard
+    constraint, e.g. ``data/summary/{benchmark,class_incremental|permuted}.json``) matches the regex.
+    """
+    body, i = "", 0
+    while i < len(pattern):
+        if pattern[i] != "{":
+            body += re.escape(pattern[i])
+            i += 1
+            continue
+        depth, j = 1, i + 1
+        while j < len(pattern) and depth:
+            depth += {"{": 1, "}": -1}.get(pattern[j], 0)
+            j += 1
+        _, comma, constraint = pattern[i + 1:j - 1].partition(",")
+        body += f"(?:{constraint})" if comma else r"[^/]+"
+        i = j
     return re.compile(body)
 
 
