@@ -39,3 +39,30 @@ def test_summarize_runs_groups_by_optimizer():
     assert out["optimizers"]["s"]["mean_accuracy_old_tasks"]["mean"] == pytest.approx(0.4)
     assert out["optimizers"]["s"]["mean_accuracy_old_tasks"]["per_seed"] == [0.5, 0.3]
     assert out["optimizers"]["s"]["final_accuracy_per_task"][0]["mean"] == pytest.approx(0.4)
+
+
+def test_summarize_runs_lists_diverged_seeds_and_averages_the_finished_ones():
+    from optbias.summary import ablation_table
+
+    def run(seed, last, status="ok"):
+        r = {"benchmark": "b", "optimizer": "v", "seed": seed, "tasks": ["t0", "t1"], "status": status}
+        if status == "ok":
+            r.update(R=[[1.0, 0.0], last], average_accuracy=sum(last) / 2, average_forgetting=1 - last[0],
+                     bwt=last[0] - 1, mean_accuracy_old_tasks=last[0])
+        else:
+            r.update(R=[[1.0, 0.0]])  # stopped during the second task
+        return r
+    out = summarize_runs([run(0, [0.2, 1.0]), run(1, [], "diverged"), run(2, [0.4, 1.0])], ["v"])
+    entry = out["optimizers"]["v"]
+    assert entry["seeds"] == [0, 2] and entry["diverged_seeds"] == [1]
+    assert entry["average_forgetting"]["per_seed"] == pytest.approx([0.8, 0.6])
+    assert entry["final_accuracy_per_task"][0]["mean"] == pytest.approx(0.3)
+    assert "(b: 1 of 3 seeds diverged)" in ablation_table({"b": out})
+
+
+def test_only_ablation_variants_record_divergence():
+    from optbias.config import train_overrides
+
+    config = {"train": {"threads": 1}, "ablation": {"base": "s", "variants": {"v": {"train": {"reset_optimizer": True}}}}}
+    assert train_overrides(config, "s") == {"threads": 1}  # headline runs still fail loudly on NaN
+    assert train_overrides(config, "v") == {"threads": 1, "on_divergence": "record", "reset_optimizer": True}

@@ -34,9 +34,15 @@ def optimizer_entries(config: dict) -> dict[str, dict]:
 
 
 def train_overrides(config: dict, name: str) -> dict:
-    """The ``train`` settings of one optimizer entry (an ablation variant may override some)."""
-    variant = config.get("ablation", {}).get("variants", {}).get(name, {})
-    return {**config.get("train", {}), **variant.get("train", {})}
+    """The ``train`` settings of one optimizer entry (an ablation variant may override some).
+
+    An ablation variant records a divergence instead of failing the pipeline: that a variant
+    (say, Shampoo without grafting) blows up on some seeds is a finding, reported with its count.
+    """
+    variants = config.get("ablation", {}).get("variants", {})
+    if name not in variants:
+        return dict(config.get("train", {}))
+    return {**config.get("train", {}), "on_divergence": "record", **variants[name].get("train", {})}
 
 
 def check(config: dict) -> None:

@@ -141,7 +141,7 @@ def shampoo_ablation(inputs: Sequence[dict], order: Sequence[str] | None, paths:
         for name in summary["order"]:
             entry = summary["optimizers"][name]
             for metric in ("average_forgetting", "average_accuracy"):
-                for seed, value in zip(entry["seeds"], entry[metric]["per_seed"]):
+                for seed, value in zip(entry["seeds"], entry.get(metric, {}).get("per_seed", [])):
                     rows.append({"benchmark": b, "variant": name, "seed": seed, "metric": metric.replace("_", " "),
                                  "value": value})
     df = pd.DataFrame(rows)
@@ -152,5 +152,12 @@ def shampoo_ablation(inputs: Sequence[dict], order: Sequence[str] | None, paths:
     grid.map_dataframe(sns.stripplot, x="value", y="variant", order=names, color="k", size=3, alpha=0.6)
     grid.set_titles("{col_name}: {row_name}")
     grid.set(xlim=(0, 1), xlabel="")
+    for (metric, b), ax in grid.axes_dict.items():  # a diverged seed is shown, not silently dropped
+        for y, name in enumerate(names):
+            entry = by_benchmark[b]["optimizers"].get(name, {})
+            if entry.get("diverged_seeds"):
+                n = len(entry["diverged_seeds"]) + len(entry["seeds"])
+                ax.text(0.99, y, f"{len(entry['diverged_seeds'])}/{n} seeds diverged", ha="right", va="center",
+                        fontsize=8, color="firebrick")
     grid.figure.suptitle(f"{title} ({_seed_note(df.rename(columns={'variant': 'optimizer'}))})", y=1.02)
     save(grid.figure, paths)

@@ -20,15 +20,18 @@ def summarize_runs(runs: Sequence[dict], order: Sequence[str]) -> dict:
     # JSON objects are written with sorted keys, so the legend order travels as its own list.
     out: dict = {"benchmark": runs[0]["benchmark"] if runs else None, "order": list(by_optimizer), "optimizers": {}}
     for name, group in by_optimizer.items():
-        group = sorted(group, key=lambda r: r["seed"])
-        entry = {"seeds": [r["seed"] for r in group]}
+        # Statistics cover the runs that finished; diverged runs (recorded, e.g. in the ablation)
+        # are listed, never averaged in as zeros or silently dropped.
+        diverged = sorted(r["seed"] for r in group if r.get("status", "ok") != "ok")
+        group = sorted((r for r in group if r.get("status", "ok") == "ok"), key=lambda r: r["seed"])
+        entry = {"seeds": [r["seed"] for r in group], "diverged_seeds": diverged}
         for key in SCALARS:
             values = [r[key] for r in group if r.get(key) is not None]
             if values:
                 mean, low, high = bootstrap_ci(values)
                 entry[key] = {"mean": mean, "ci95": [low, high], "per_seed": values}
         # The per-seed accuracy matrices, in `seeds` order: the claims audit pairs optimizers by seed.
-        entry["R_per_seed"] = [r["R"] for r in group if r.get("status", "ok") == "ok"]
+        entry["R_per_seed"] = [r["R"] for r in group]
         n_tasks = len(group[0]["R"]) if group else 0
         entry["final_accuracy_per_task"] = []
         for j in range(n_tasks):
@@ -61,9 +64,12 @@ def ablation_table(by_benchmark: dict) -> str:
         cells = [name]
         for b in benchmarks:
             entry = by_benchmark[b]["optimizers"].get(name, {})
+            if entry.get("diverged_seeds"):
+                cells[0] += f" ({b}: {len(entry['diverged_seeds'])} of {len(entry['diverged_seeds']) + len(entry['seeds'])} seeds diverged)"
             cells += [_cell(entry.get("average_forgetting")), _cell(entry.get("average_accuracy"))]
         lines.append("| " + " | ".join(cells) + " |")
     n_seeds = {len(v["seeds"]) for b in benchmarks for v in by_benchmark[b]["optimizers"].values()}
     lines.append("")
-    lines.append(f"Mean over seeds ({', '.join(map(str, sorted(n_seeds)))} per cell) with bootstrap 95% CIs.")
+    lines.append(f"Mean over the seeds that finished ({', '.join(map(str, sorted(n_seeds)))} per cell) with bootstrap "
+                 "95% CIs; diverged seeds are counted in the variant's name.")
     return "\n".join(lines) + "\n"
