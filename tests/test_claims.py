@@ -128,13 +128,23 @@ def test_distance_claim_is_per_seed_mean_absolute_difference():
     assert row["cases"][0]["ci95"] == pytest.approx([0.0, 0.05]) and row["verdict"] == C.INCONCLUSIVE
 
 
-def test_unpaired_seeds_fall_back_to_independent_resampling():
+def test_a_diverged_seed_pairs_on_the_common_seeds():
     claim = real_claim("C3a")
     doc = permuted_summary({"sgd": [0.5, 0.5, 0.5], "adamw": [0.5, 0.5, 0.5], "shampoo": [0.9, 0.9, 0.9]})
-    doc["optimizers"]["shampoo"]["average_forgetting"]["per_seed"] = [0.1, 0.1]  # one seed diverged
-    doc["optimizers"]["shampoo"]["seeds"] = [0, 1]
+    shampoo = doc["optimizers"]["shampoo"]
+    shampoo["average_forgetting"]["per_seed"], shampoo["seeds"] = [0.1, 0.3], [0, 2]  # seed 1 diverged
     row = C.evaluate(claim, doc)
-    assert row["cases"][0]["note"].startswith("unpaired") and row["verdict"] == C.SUPPORTED
+    # seeds 0 and 2: 0.1 - 0.5 and 0.3 - 0.5
+    assert row["cases"][0]["value"] == pytest.approx(-0.3) and row["cases"][0]["n"] == 2
+    assert row["cases"][0]["note"] == "paired over 2 seeds (seeds [1] missing on one side)"
+    assert row["verdict"] == C.SUPPORTED
+
+
+def test_unpaired_values_without_seed_lists_fall_back_to_independent_resampling():
+    claim = {**real_claim("C3a"), "metric": {"select": "{optimizer}"}}
+    row = C.evaluate(claim, {"shampoo": [0.1, 0.1], "sgd": [0.5, 0.5, 0.5], "adamw": [0.5, 0.4, 0.6]})
+    assert row["cases"][0]["note"].startswith("unpaired") and row["cases"][0]["value"] == pytest.approx(-0.4)
+    assert row["verdict"] == C.SUPPORTED
 
 
 def test_a_value_the_output_does_not_hold_is_an_error():

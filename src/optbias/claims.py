@@ -205,11 +205,24 @@ def _seeds(doc: Any, selector: str) -> list | None:
     return seeds if isinstance(seeds, list) else None
 
 
-def _paired(doc: Any, sel_a: str, sel_b: str, a: list[float], b: list[float]) -> bool:
+def _pairs(doc: Any, sel_a: str, sel_b: str, a: list, b: list) -> tuple[list, list, str] | None:
+    """Align a and b by seed: on the seeds both finished (summaries list them), else by position.
+
+    None when they cannot be paired (no seed lists and different lengths).
+    """
     seeds_a, seeds_b = _seeds(doc, sel_a), _seeds(doc, sel_b)
-    if seeds_a is not None and seeds_b is not None:
-        return seeds_a == seeds_b and len(a) == len(seeds_a) and len(b) == len(seeds_b)
-    return len(a) == len(b)
+    if seeds_a is not None and seeds_b is not None and len(a) == len(seeds_a) and len(b) == len(seeds_b):
+        common = [s for s in seeds_a if s in seeds_b]
+        if not common:
+            return None
+        pa = [a[seeds_a.index(s)] for s in common]
+        pb = [b[seeds_b.index(s)] for s in common]
+        dropped = sorted(set(seeds_a) ^ set(seeds_b))
+        note = f"paired over {len(common)} seeds" + (f" (seeds {dropped} missing on one side)" if dropped else "")
+        return pa, pb, note
+    if len(a) == len(b):
+        return a, b, f"paired over {len(a)} seeds"
+    return None
 
 
 def _case(label: str, mean: float, low: float, high: float, n: int, verdict_: str, note: str = "") -> dict:
@@ -247,26 +260,30 @@ def evaluate(claim: dict, doc: Any) -> dict:
                         label = f"{prefix}: {a} - {b}" if prefix else f"{a} - {b}"
                         if test.get("abs"):
                             label = f"|{label}|"
-                        if _paired(doc, sel_a, sel_b, va, vb):
-                            diffs = np.subtract(va, vb)
+                        paired = _pairs(doc, sel_a, sel_b, va, vb)
+                        if paired is not None:
+                            pa, pb, note = paired
+                            diffs = np.subtract(pa, pb)
                             diffs = np.abs(diffs) if test.get("abs") else diffs
                             mean, low, high = bootstrap_ci(diffs.tolist())
-                            note = f"paired over {len(diffs)} seeds"
+                            n = len(diffs)
                         else:
                             if test.get("abs"):
                                 raise ClaimError(f"claim {claim['id']}: an abs compare needs the same seeds for {a} and {b}")
                             mean, low, high = bootstrap_diff_ci(va, vb)
                             note = f"unpaired ({len(va)} vs {len(vb)} seeds: some runs are missing)"
+                            n = min(len(va), len(vb))
                         v = verdict(low, high, test["op"], test["threshold"])
-                        cases.append(_case(label, mean, low, high, min(len(va), len(vb)), v, note))
+                        cases.append(_case(label, mean, low, high, n, v, note))
             else:  # distance
                 for a, b in test["pairs"]:
                     sel_a = _fill(metric["select"], {**combo, "optimizer": a})
                     sel_b = _fill(metric["select"], {**combo, "optimizer": b})
-                    ra, rb = select(doc, sel_a), select(doc, sel_b)
-                    if len(ra) != len(rb) or not _paired(doc, sel_a, sel_b, list(ra), list(rb)):
-                        raise ClaimError(f"claim {claim['id']}: {a} and {b} do not have the same seeds; "
+                    paired = _pairs(doc, sel_a, sel_b, list(select(doc, sel_a)), list(select(doc, sel_b)))
+                    if paired is None:
+                        raise ClaimError(f"claim {claim['id']}: {a} and {b} share no seed; "
                                          "a distance needs runs paired by seed")
+                    ra, rb, _ = paired
                     dists = [float(np.mean(np.abs(np.subtract(x, y, dtype=np.float64)))) for x, y in zip(ra, rb)]
                     mean, low, high = bootstrap_ci(dists)
                     label = f"{prefix}: |{a} - {b}|" if prefix else f"|{a} - {b}|"
