@@ -19,7 +19,7 @@ def paper_config() -> dict:
     config = copy.deepcopy(TINY_CONFIG)
     config["model"] = {"hidden": [16]}
     config["benchmarks"]["permuted"]["n_tasks"] = 2
-    config["optimizers"] = {"sgd": {"type": "sgd", "lr": 0.05}, "adamw": {"type": "adamw", "lr": 1.0e-3},
+    config["optimizers"] = {"sgd": {"type": "sgd", "lr": 0.05}, "adamw": {"type": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-2},
                             "adam-1e-3": {"type": "adam", "lr": 1.0e-3}, "adam-1e-4": {"type": "adam", "lr": 1.0e-4},
                             "shampoo": {"type": "shampoo", "lr": 0.05}}
     config["sweep"]["lrs"] = {"sgd": [0.05], "adamw": [1.0e-3], "shampoo": [0.05], "shampoo-nograft": [0.3]}
