@@ -155,14 +155,6 @@ def test_a_claim_pointing_at_a_missing_rule_stops_the_workflow(tmp_path, tiny_co
     assert "claim C1: rule 'probe' does not exist in the workflow" in proc.stdout + proc.stderr
 
 
-def test_every_report_figure_has_its_caption_file():
-    captions = [(path, m) for path in (REPO / "workflow/rules").glob("*.smk")
-                for m in re.findall(r'caption="([^"]+)"', path.read_text())]
-    assert len(captions) >= 6
-    for path, caption in captions:
-        assert (path.parent / caption).resolve().is_file(), f"{path.name}: caption {caption} is missing"
-
-
 BROWSER_PROBE = """<script>window.addEventListener("load", () => {
   const imgs = [...document.images];
   const out = document.createElement("pre"); out.id = "browser-check";
