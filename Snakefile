@@ -1,4 +1,4 @@
-# optbias: fetch data -> lr sweep -> train every optimizer -> Shampoo ablation -> figures. Run: snakemake --cores all
+# optbias: fetch data -> lr sweep -> train every optimizer -> Shampoo ablation -> figures -> claims audit -> paper. Run: snakemake --cores all
 # The rules live in workflow/rules/; the logic lives in src/optbias/ (called as `python -m optbias`).
 
 configfile: "config/config.yaml"
@@ -13,6 +13,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/powerprop.smk"
 include: "workflow/rules/dvc.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:

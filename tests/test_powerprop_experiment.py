@@ -76,6 +76,7 @@ def test_equivalence_study_reports_first_order_and_exact_alpha_one():
         entry = sgd["alphas"][alpha]
         assert entry["monotone"] and 0.8 <= entry["slope"] <= 1.2, entry
         assert entry["slope"] == pytest.approx(powerprop_equivalence.loglog_slope(sgd["lrs"], entry["gaps"]))
+        assert 1.8 <= entry["abs_slope"] <= 2.2, entry  # the O(eta^2) error itself
         assert 0.8 <= out["forms"]["adam"]["alphas"][alpha]["slope"] <= 1.2, out["forms"]["adam"]
     for form in ("sgd", "adam"):
         assert out["forms"][form]["alpha_one"] == {"reparam_vs_plain": 0.0, "optimizer_vs_plain": 0.0}

@@ -90,6 +90,7 @@ def test_probe_rules_run_after_training_and_a_probe_setting_does_not_retrain(tmp
     cos = summary["optimizers"]["shampoo"]["layers"]["2"]["cosine_mean_off_diagonal"]
     assert len(cos["per_seed"]) == 2 and cos["ci95"][0] <= cos["mean"] <= cos["ci95"][1]
     assert "probe_accuracy_old_tasks" in summary["optimizers"]["sgd"]["representation_forgetting"]["2"]
+    assert summary["optimizers"]["sgd"]["last_layer"] == summary["optimizers"]["sgd"]["layers"]["2"]
     for stem in ("cross_class_cosine_class_incremental", "effective_rank", "probe_vs_head_accuracy",
                  "paper_figure_class_incremental"):
         assert (tmp_path / f"figures/{stem}.png").stat().st_size > 10_000

@@ -27,6 +27,7 @@ FIGURES = {
 }
 KNOWN_ERRORS = (data.DataError, ConfigError, OptimizerConfigError, train.DivergenceError, ValueError,
                 PullError)
+KNOWN_ERRORS = (data.DataError, ConfigError, OptimizerConfigError, train.DivergenceError, ValueError)  # incl. ClaimError, PaperError
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -147,6 +148,20 @@ def _add_probe_commands(sub) -> None:
     f.add_argument("--title", default="")
     f.set_defaults(func=_probe_figure)
 # --- end of probes block -------------------------------------------------------------------
+def _audit(args: argparse.Namespace) -> None:
+    from .claims import audit, audit_markdown, load_claims
+
+    result = audit(load_claims(args.claims), json.loads(args.rule_outputs), args.root)
+    fileio.atomic_write_json(args.output_json, result)
+    fileio.atomic_write_bytes(args.output_md, audit_markdown(result).encode())
+    print(", ".join(f"{n} {v}" for v, n in result["counts"].items()))
+
+
+def _paper(args: argparse.Namespace) -> None:
+    from .paper import build
+
+    page = build(args.source, args.variables, args.audit_json, args.audit_md, json.loads(args.config), args.root)
+    fileio.atomic_write_bytes(args.output, page.encode())
 
 
 def _figure(args: argparse.Namespace) -> None:
@@ -211,6 +226,23 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--remote", help="DVC remote to pull from (default: the one set in .dvc/config)")
     u.add_argument("--force", action="store_true", help="touch the pulled outputs even if `dvc status` is not clean")
     u.set_defaults(func=_pull)
+    c = sub.add_parser("audit", help="evaluate paper/claims.yaml on the pipeline outputs")
+    c.add_argument("--claims", required=True)
+    c.add_argument("--rule-outputs", required=True, help="JSON: rule -> its output patterns (from the workflow)")
+    c.add_argument("--root", default=".", help="directory the claims' outputs are relative to")
+    c.add_argument("--output-md", required=True)
+    c.add_argument("--output-json", required=True)
+    c.set_defaults(func=_audit)
+
+    r = sub.add_parser("paper", help="render the paper's Markdown to HTML with every placeholder filled")
+    r.add_argument("--source", required=True)
+    r.add_argument("--variables", required=True)
+    r.add_argument("--audit-json", required=True)
+    r.add_argument("--audit-md", required=True)
+    r.add_argument("--config", default="{}", help="JSON: the workflow config ({{ config.* }} placeholders)")
+    r.add_argument("--root", default=".")
+    r.add_argument("--output", required=True)
+    r.set_defaults(func=_paper)
 
     g = sub.add_parser("figure", help="draw one figure from JSON inputs (metrics or summaries)")
     g.add_argument("kind", choices=sorted(FIGURES))

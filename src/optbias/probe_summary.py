@@ -67,6 +67,8 @@ def summarize_probes(runs: Sequence[dict], order: Sequence[str]) -> dict:
             entry["representation_forgetting"][str(layer)] = {
                 key: _stat([s[key] for s in per_seed]) for key in per_seed[0]
                 if all(s[key] is not None for s in per_seed)}
+        # The claims read the last hidden layer whatever the depth: a stable key for it.
+        entry["last_layer"] = entry["layers"][str(layers[-1])]
         out["optimizers"][name] = entry
     return out
 

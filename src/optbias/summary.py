@@ -30,6 +30,8 @@ def summarize_runs(runs: Sequence[dict], order: Sequence[str]) -> dict:
             if values:
                 mean, low, high = bootstrap_ci(values)
                 entry[key] = {"mean": mean, "ci95": [low, high], "per_seed": values}
+        # The per-seed accuracy matrices, in `seeds` order: the claims audit pairs optimizers by seed.
+        entry["R_per_seed"] = [r["R"] for r in group]
         n_tasks = len(group[0]["R"]) if group else 0
         entry["final_accuracy_per_task"] = []
         for j in range(n_tasks):

@@ -118,6 +118,8 @@ def all_outputs():
     outputs += ["figures/effective_rank.pdf", "figures/probe_vs_head_accuracy.pdf"]
     if "class_incremental" in BENCHMARKS:
         outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
+    if config.get("paper"):
+        outputs += ["paper/audit.md", "data/audit.json", "paper/build/paper.html"]
     return outputs
 
 

@@ -1,0 +1,192 @@
+"""Render paper/paper.md to one self-contained HTML page, every number filled from pipeline outputs.
+
+Why: a number typed by hand drifts from the data; a placeholder cannot. The Markdown source holds
+
+* ``{{ name }}`` placeholders, resolved at build time (like showyourwork's ``\\variable``) from
+  - ``paper/variables.yaml``: ``name: {output: <file>, select: <path>, format: <fmt>}``,
+  - the audit: ``{{ C2.value }}`` (measured, every case), ``{{ C2.verdict }}``, ``{{ audit.supported }}``,
+    ``{{ audit.not_supported }}``, ``{{ audit.inconclusive }}``, ``{{ audit.total }}``,
+  - the workflow config: ``{{ config.model.hidden }}``;
+* ``[claim:ID]`` markers, rendered as a link to that claim's row of the audit table, with its verdict;
+* ``![caption](figures/x.png)`` images, embedded as data URIs so that the page stands alone.
+
+Any unresolved placeholder, unknown claim, claim the text never cites, or missing figure is an error:
+the page is only written when every number in it comes from the pipeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import mimetypes
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .claims import ClaimError, format_value, measured, select
+
+PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+CLAIM = re.compile(r"\[claim:([A-Za-z][A-Za-z0-9_-]*)\]")
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+CSS = """
+body { font-family: Georgia, serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }
+img { max-width: 100%; display: block; margin: 1rem auto; }
+table { border-collapse: collapse; font-size: 0.8rem; margin: 1rem 0; }
+th, td { border: 1px solid #bbb; padding: 0.25rem 0.4rem; vertical-align: top; }
+code { font-size: 0.85em; }
+a.claim { font-size: 0.75em; text-decoration: none; padding: 0 0.25em; border-radius: 0.25em; white-space: nowrap; }
+a.claim.SUPPORTED { background: #d4f4d4; color: #145214; }
+a.claim.NOT-SUPPORTED { background: #f8d0d0; color: #7a1010; }
+a.claim.INCONCLUSIVE { background: #f6ecc0; color: #6a5200; }
+"""
+
+
+class PaperError(ValueError):
+    """The paper cannot be built as written: the message names the placeholder, claim or file."""
+
+
+def format_number(value: Any, fmt: str) -> str:
+    """``mean_ci`` ({mean, ci95} or per-seed list -> "m [lo, hi]"), ``pct``, ``list``, or a format spec."""
+    if fmt == "mean_ci":
+        if isinstance(value, Mapping) and "mean" in value:
+            return format_value(value["mean"], value.get("ci95"))
+        if isinstance(value, list):
+            from .stats import bootstrap_ci
+
+            mean, low, high = bootstrap_ci(value)
+            return format_value(mean, [low, high])
+        raise PaperError(f"format mean_ci needs {{mean, ci95}} or a per-seed list, got {value!r}")
+    if fmt == "pct":
+        return f"{100 * float(value):.1f}%"
+    if fmt == "list":
+        return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    if fmt in ("", "str"):
+        return str(value)
+    return format(value, fmt)
+
+
+def load_variables(path: str | Path) -> dict[str, dict]:
+    variables = yaml.safe_load(Path(path).read_text()) or {}
+    for name, spec in variables.items():
+        if not isinstance(spec, dict) or not {"output", "select"} <= set(spec):
+            raise PaperError(f"{path}: variable {name!r} needs output and select (format is optional)")
+    return variables
+
+
+def variable_outputs(variables: Mapping[str, dict]) -> list[str]:
+    """The pipeline outputs the variables read: the paper rule's inputs."""
+    return sorted({spec["output"] for spec in variables.values()})
+
+
+def inline_outputs(source: str) -> list[str]:
+    """The outputs that inline placeholders ``{{ <output>:<selector>|<format> }}`` read."""
+    return sorted({m.group(1).partition("|")[0].partition(":")[0].strip()
+                   for m in PLACEHOLDER.finditer(source) if ":" in m.group(1).partition("|")[0]})
+
+
+def figure_paths(source: str) -> list[str]:
+    return sorted({m.group(2) for m in IMAGE.finditer(source)})
+
+
+class Resolver:
+    """Resolve a placeholder name against the variables, the audit and the config."""
+
+    def __init__(self, variables: Mapping[str, dict], audit: dict, config: Mapping, root: Path):
+        self.variables, self.config, self.root = variables, config, root
+        self.rows = {row["id"]: row for row in audit["claims"]}
+        counts = audit["counts"]
+        self.audit_values = {"supported": counts["SUPPORTED"], "not_supported": counts["NOT SUPPORTED"],
+                             "inconclusive": counts["INCONCLUSIVE"], "total": len(audit["claims"])}
+        self._docs: dict[str, Any] = {}
+
+    def _doc(self, output: str) -> Any:
+        if output not in self._docs:
+            path = self.root / output
+            if not path.exists():
+                raise PaperError(f"{output} does not exist; build it first: snakemake --cores all {output}")
+            self._docs[output] = json.loads(path.read_text())
+        return self._docs[output]
+
+    def __call__(self, name: str) -> str:
+        name, _, fmt = (part.strip() for part in name.partition("|"))
+        head, _, rest = name.partition(".")
+        try:
+            if name in self.variables:
+                spec = self.variables[name]
+                return format_number(select(self._doc(spec["output"]), spec["select"]), fmt or spec.get("format", "str"))
+            if ":" in name:
+                output, _, selector = name.partition(":")
+                return format_number(select(self._doc(output), selector), fmt or "str")
+            if head == "config":
+                return format_number(select(self.config, rest), fmt or "list")
+            if head == "audit" and rest in self.audit_values:
+                return str(self.audit_values[rest])
+            if head in self.rows and rest in ("value", "verdict"):
+                row = self.rows[head]
+                return measured(row) if rest == "value" else row["verdict"]
+        except KeyError as err:
+            raise PaperError(f"placeholder {{{{ {name} }}}}: {err.args[0]}") from None
+        raise PaperError(f"placeholder {{{{ {name} }}}} is not a variable of paper/variables.yaml, "
+                         "<output>:<selector>, a claim's .value/.verdict, audit.<count> or config.<key>; "
+                         "define it in paper/variables.yaml")
+
+
+def _embed(match: re.Match, root: Path) -> str:
+    alt, path = match.group(1), match.group(2)
+    file = root / path
+    if not file.exists():
+        raise PaperError(f"figure {path} does not exist; build it: snakemake --cores all {path}")
+    mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    data = base64.b64encode(file.read_bytes()).decode()
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:{mime};base64,{data}" data-source="{html.escape(path)}">'
+            f"<figcaption>{html.escape(alt)} (<code>{html.escape(path)}</code>)</figcaption></figure>")
+
+
+def render(source: str, variables: Mapping[str, dict], audit: dict, audit_md: str, config: Mapping,
+           root: str | Path = ".") -> str:
+    """The HTML page: placeholders filled, claim markers linked, figures embedded, the audit appended."""
+    import markdown
+
+    root = Path(root)
+    resolve = Resolver(variables, audit, config, root)
+    text = PLACEHOLDER.sub(lambda m: resolve(m.group(1)), source)
+    cited = set(CLAIM.findall(text))
+    unknown = sorted(cited - set(resolve.rows))
+    if unknown:
+        raise PaperError(f"paper cites claim(s) {', '.join(unknown)} that paper/claims.yaml does not define")
+    unused = sorted(set(resolve.rows) - cited)
+    if unused:
+        raise PaperError(f"claim(s) {', '.join(unused)} of paper/claims.yaml are never cited in the paper; "
+                         "cite each with [claim:ID] next to the sentence it supports")
+
+    def marker(m: re.Match) -> str:
+        row = resolve.rows[m.group(1)]
+        cls = row["verdict"].replace(" ", "-")
+        return (f'<a class="claim {cls}" href="#claim-{row["id"]}" title="{html.escape(row["statement"])} '
+                f'(rule {row["rule"]})">{row["id"]}: {row["verdict"]}</a>')
+
+    text = CLAIM.sub(marker, text)
+    text = IMAGE.sub(lambda m: _embed(m, root), text)
+    audit_body = re.sub(r"^# Claims audit", "## Appendix: claims audit", audit_md, count=1, flags=re.M)
+    body = markdown.markdown(text + "\n\n" + audit_body, extensions=["tables", "fenced_code", "toc"])
+    leftover = PLACEHOLDER.search(body)
+    if leftover:
+        raise PaperError(f"unresolved placeholder {leftover.group(0)} in the rendered page")
+    title = re.search(r"^# (.+)$", source, flags=re.M)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title.group(1) if title else 'paper')}</title><style>{CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")
+
+
+def build(source_path: str | Path, variables_path: str | Path, audit_json: str | Path, audit_md: str | Path,
+          config: Mapping, root: str | Path = ".") -> str:
+    audit = json.loads(Path(audit_json).read_text())
+    try:
+        return render(Path(source_path).read_text(), load_variables(variables_path), audit,
+                      Path(audit_md).read_text(), config, root)
+    except ClaimError as err:
+        raise PaperError(str(err)) from None

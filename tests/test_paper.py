@@ -1,0 +1,189 @@
+"""The paper: every placeholder resolves, every claim links to its audit row, every figure is embedded.
+
+The outputs are fabricated (hand-made accuracy matrices through the real summarizers), so these tests
+check the machinery, not the results; the real outputs are checked by the pipeline's paper rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEMAKE
+from optbias import claims as C
+from optbias import paper as P
+from optbias.metrics import summarize
+from optbias.summary import ablation_table, summarize_by_benchmark, summarize_runs
+from optbias.sweep import select as sweep_select
+
+CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+RULE_OUTPUTS = {"summarize": ["data/summary/{benchmark}.json"], "sweep_select": ["data/sweep/selected.json"],
+                "summarize_ablation": ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md"]}
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def _run(benchmark: str, optimizer: str, seed: int, T: int, keep: float) -> dict:
+    R = [[(1.0 if j <= i else 0.0) * (1.0 if j == i else keep) for j in range(T)] for i in range(T)]
+    return {"benchmark": benchmark, "optimizer": optimizer, "seed": seed, "status": "ok", "R": R,
+            "tasks": [f"t{j}" for j in range(T)], **summarize(R)}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Every output the paper reads, fabricated, under a temporary root."""
+    root = tmp_path_factory.mktemp("world")
+    order = list(CONFIG["optimizers"])
+    keep = {"sgd": 0.0, "adamw": 0.0, "adam-1e-3": 0.01, "adam-1e-4": 0.02, "shampoo": 0.4}
+    variants = [CONFIG["ablation"]["base"], *CONFIG["ablation"]["variants"]]
+    out = root / "data/summary"
+    out.mkdir(parents=True)
+    ablation_runs = []
+    for benchmark, T in (("class_incremental", 5), ("permuted", 10)):
+        runs = [_run(benchmark, o, s, T, keep[o] + 0.01 * s) for o in order for s in range(3)]
+        (out / f"{benchmark}.json").write_text(json.dumps(summarize_runs(runs, order)))
+        ablation_runs += [_run(benchmark, v, s, T, 0.3 - 0.02 * k + 0.01 * s)
+                          for k, v in enumerate(variants) for s in range(3)]
+    by_benchmark = summarize_by_benchmark(ablation_runs, variants)
+    (out / "shampoo_ablation.json").write_text(json.dumps(by_benchmark))
+    (out / "shampoo_ablation.md").write_text(ablation_table(by_benchmark))
+    sweep_runs = [{"optimizer": name, "benchmark": b, "status": "ok", "spec": {"optimizer_cfg": {"lr": lr}},
+                   "validation_score": 1.0 - abs(k - 1) * 0.1}
+                  for name, lrs in CONFIG["sweep"]["lrs"].items() for k, lr in enumerate(lrs) for b in ("a", "b")]
+    (root / "data/sweep").mkdir(parents=True)
+    (root / "data/sweep/selected.json").write_text(json.dumps(sweep_select(sweep_runs, {"sgd": 0.03})))
+    source = (REPO / "paper/paper.md").read_text()
+    for figure in P.figure_paths(source):
+        (root / figure).parent.mkdir(parents=True, exist_ok=True)
+        (root / figure).write_bytes(PNG)
+    result = C.audit(C.load_claims(REPO / "paper/claims.yaml"), RULE_OUTPUTS, root)
+    (root / "data/audit.json").write_text(json.dumps(result))
+    (root / "paper").mkdir()
+    (root / "paper/audit.md").write_text(C.audit_markdown(result))
+    return root, result
+
+
+def test_every_placeholder_resolves_and_every_figure_is_embedded(world):
+    root, result = world
+    page = P.build(REPO / "paper/paper.md", REPO / "paper/variables.yaml", root / "data/audit.json",
+                   root / "paper/audit.md", CONFIG, root)
+    assert "{{" not in page and "}}" not in page
+    figures = P.figure_paths((REPO / "paper/paper.md").read_text())
+    assert len(figures) >= 6
+    assert page.count('src="data:image/png;base64,') == len(figures)
+    assert f"hidden widths {', '.join(map(str, CONFIG['model']['hidden']))}" in page
+
+
+def test_every_claim_marker_links_to_its_audit_row_which_names_the_rule(world):
+    root, result = world
+    page = P.build(REPO / "paper/paper.md", REPO / "paper/variables.yaml", root / "data/audit.json",
+                   root / "paper/audit.md", CONFIG, root)
+    for row in result["claims"]:
+        assert f'href="#claim-{row["id"]}"' in page
+        assert page.count(f'id="claim-{row["id"]}"') == 1
+        # the audit row: anchor, verdict and the rule, in one table row
+        audit_row = re.search(rf'<tr>\s*<td><a id="claim-{row["id"]}"></a>.*?</tr>', page, flags=re.S).group(0)
+        assert f"<code>{row['rule']}</code>" in audit_row and row["verdict"] in audit_row
+    assert "[claim:" not in page
+
+
+def test_fabricated_verdicts_follow_the_fabricated_data(world):
+    _, result = world
+    verdicts = {row["id"]: row["verdict"] for row in result["claims"]}
+    # By construction: the diagonal optimizers keep 0-0.04 of old tasks and Shampoo 0.4-0.42.
+    assert verdicts["C1"] == C.SUPPORTED and verdicts["C2"] == C.SUPPORTED and verdicts["C3a"] == C.SUPPORTED
+    # The sweep's selected lr (the second candidate) is not the config's sgd 0.03 for every optimizer.
+    assert verdicts["S1"] == C.NOT_SUPPORTED and verdicts["S2"] == C.SUPPORTED
+
+
+def test_an_unresolved_placeholder_or_an_unknown_claim_is_an_error(world):
+    root, _ = world
+    audit = json.loads((root / "data/audit.json").read_text())
+    audit_md = (root / "paper/audit.md").read_text()
+    cite_all = " ".join(f"[claim:{r['id']}]" for r in audit["claims"])
+    with pytest.raises(P.PaperError, match=r"placeholder \{\{ no_such_number \}\}"):
+        P.render(f"{{{{ no_such_number }}}} {cite_all}", {}, audit, audit_md, CONFIG, root)
+    with pytest.raises(P.PaperError, match="ZZ9 that paper/claims.yaml does not define"):
+        P.render(f"[claim:ZZ9] {cite_all}", {}, audit, audit_md, CONFIG, root)
+    with pytest.raises(P.PaperError, match="never cited"):
+        P.render("[claim:C1]", {}, audit, audit_md, CONFIG, root)
+    with pytest.raises(P.PaperError, match="figures/missing.png does not exist"):
+        P.render(f"![x](figures/missing.png) {cite_all}", {}, audit, audit_md, CONFIG, root)
+
+
+def test_format_number_by_hand():
+    assert P.format_number({"mean": 0.5, "ci95": [0.25, 0.75]}, "mean_ci") == "0.500 [0.250, 0.750]"
+    assert P.format_number([1.0, 1.0], "mean_ci") == "1.000 [1.000, 1.000]"
+    assert P.format_number(0.1, "pct") == "10.0%" and P.format_number(0.003, "g") == "0.003"
+    assert P.format_number([256, 256], "list") == "256, 256"
+
+
+# --- the claims against the workflow itself ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_every_claim_rule_exists_and_produces_its_output():
+    """From the DAG of the default config: `snakemake --summary` lists each file with the rule that makes it."""
+    env_cmd = [*SNAKEMAKE, "--summary"]
+    proc = subprocess.run(env_cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    producer = dict(line.split("\t")[0::2][:2] for line in proc.stdout.splitlines()[1:] if "\t" in line)
+    rules = subprocess.run([*SNAKEMAKE, "--list-rules"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    names = set(rules.stdout.split())
+    for claim in C.load_claims(REPO / "paper/claims.yaml"):
+        assert claim["rule"] in names, claim["id"]
+        assert producer.get(claim["output"]) == claim["rule"], (claim["id"], claim["output"])
+    for target in ("paper/audit.md", "data/audit.json", "paper/build/paper.html"):
+        assert target in producer  # the default pipeline ends with the audit and the paper
+
+
+@pytest.mark.slow
+def test_a_claim_pointing_at_a_missing_rule_stops_the_workflow(tmp_path, tiny_config):
+    from conftest import snakemake, write_config
+
+    bad = yaml.safe_load((REPO / "paper/claims.yaml").read_text())
+    bad["claims"][0] = {**bad["claims"][0], "rule": "probe", "output": "data/summary/probes_permuted.json"}
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump(bad))
+    tiny_config["paper"] = {"claims": str(tmp_path / "claims.yaml"), "source": "paper/paper.md",
+                            "variables": "paper/variables.yaml"}
+    write_config(tmp_path, tiny_config)
+    proc = snakemake(tmp_path, "-n", "paper/audit.md")
+    assert proc.returncode != 0
+    assert "claim C1: rule 'probe' does not exist in the workflow" in proc.stdout + proc.stderr
+
+
+BROWSER_PROBE = """<script>window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const out = document.createElement("pre"); out.id = "browser-check";
+  out.textContent = JSON.stringify({images: imgs.length,
+    shown: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+    placeholders: /\\{\\{|\\}\\}|\\[claim:/.test(document.body.innerText)});
+  document.body.appendChild(out);
+});</script>"""
+
+
+def browser_check(page: str, workdir) -> dict:
+    """Load the page in headless Chromium; count the figures that actually show, look for raw placeholders."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
+    path = workdir / "check.html"
+    path.write_text(page.replace("</body>", BROWSER_PROBE + "</body>"))
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                           "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="browser-check">([^<]*)</pre>', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    return json.loads(found.group(1))
+
+
+def test_rendered_page_shows_every_figure_in_headless_chromium(world, tmp_path):
+    root, _ = world
+    page = P.build(REPO / "paper/paper.md", REPO / "paper/variables.yaml", root / "data/audit.json",
+                   root / "paper/audit.md", CONFIG, root)
+    n_figures = len(P.figure_paths((REPO / "paper/paper.md").read_text()))
+    assert browser_check(page, tmp_path) == {"images": n_figures, "shown": n_figures, "placeholders": False}
