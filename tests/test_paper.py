@@ -23,7 +23,10 @@ from optbias.sweep import select as sweep_select
 
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
 RULE_OUTPUTS = {"summarize": ["data/summary/{benchmark}.json"], "sweep_select": ["data/sweep/selected.json"],
-                "summarize_ablation": ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md"]}
+                "summarize_ablation": ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md"],
+                "summarize_probes": ["data/summary/probes_{benchmark}.json"],
+                "powerprop_summary": ["data/summary/powerprop.json"],
+                "powerprop_equivalence": ["data/powerprop/equivalence.json"]}
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
@@ -56,6 +59,20 @@ def world(tmp_path_factory):
                   for name, lrs in CONFIG["sweep"]["lrs"].items() for k, lr in enumerate(lrs) for b in ("a", "b")]
     (root / "data/sweep").mkdir(parents=True)
     (root / "data/sweep/selected.json").write_text(json.dumps(sweep_select(sweep_runs, {"sgd": 0.03})))
+    # Probe summaries and Powerprop outputs: only the keys the claims read, with per-seed values.
+    stat = lambda values: {"mean": sum(values) / len(values), "ci95": [min(values), max(values)], "per_seed": values}  # noqa: E731
+    for benchmark in ("class_incremental", "permuted"):
+        probes = {"optimizers": {o: {"last_layer": {"cosine_mean_off_diagonal": stat([0.9 - keep[o] + 0.01 * s for s in range(3)]),
+                                                    "erank": stat([10 + 20 * keep[o] + s for s in range(3)])}}
+                                 for o in order}}
+        (out / f"probes_{benchmark}.json").write_text(json.dumps(probes))
+    methods = {m: {"sparsity_fraction": stat([sp + 0.01 * s for s in range(3)]), "test_accuracy": stat([0.93] * 3)}
+               for m, sp in (("sgd", 0.01), ("adamw", 0.01), ("reparam-a2", 0.2), ("reparam-a3", 0.3),
+                             ("ppsgd-a2", 0.2), ("ppsgd-a3", 0.3))}
+    (out / "powerprop.json").write_text(json.dumps({"methods": methods}))
+    (root / "data/powerprop").mkdir(parents=True)
+    forms = {f: {"alphas": {a: {"abs_slope": 2.0, "slope": 1.0} for a in ("2", "3")}} for f in ("sgd", "adam")}
+    (root / "data/powerprop/equivalence.json").write_text(json.dumps({"forms": forms}))
     source = (REPO / "paper/paper.md").read_text()
     for figure in P.figure_paths(source):
         (root / figure).parent.mkdir(parents=True, exist_ok=True)
