@@ -141,3 +141,14 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
         fileio.atomic_write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        fileio.atomic_write_bytes(tmp_path / "figure.png", b"x")
+        assert (tmp_path / "figure.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+    finally:
+        os.umask(umask)

@@ -25,6 +25,13 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _default_mode() -> int:
+    """The mode a plain open() would give a new file (0o666 minus the umask); mkstemp uses 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     """Write to a temporary file in the same directory, then rename: never a half-written file."""
     path = Path(path)
@@ -35,6 +42,7 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_mode())  # figures and the paper stay readable by others, as with open()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
