@@ -102,7 +102,7 @@ def study(x: torch.Tensor, y: torch.Tensor, model_cfg: dict, cfg: dict) -> dict:
 
     ``cfg`` keys: alphas, steps, batch_size, seed, threads, and per form ``{form}_lrs``.
     """
-    make_deterministic(int(cfg["seed"]), int(cfg.get("threads", 1)))
+    make_deterministic(int(cfg["seed"]), int(cfg.get("threads", 1)), torch.device("cpu"))  # runs on the CPU, float64
     base = init_model(int(cfg["seed"]), model_cfg, in_features=x.shape[1]).double()
     batches = minibatches(x, y, int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["seed"]))
     out: dict = {"steps": int(cfg["steps"]), "batch_size": int(cfg["batch_size"]), "seed": int(cfg["seed"]),

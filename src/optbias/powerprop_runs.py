@@ -138,8 +138,9 @@ def evaluate(state_dict: dict[str, torch.Tensor], model_cfg: dict, task: Task, p
 
 
 def _setup(cfg: dict, seed: int) -> torch.device:
-    make_deterministic(seed, int(cfg.get("threads", 1)))
-    return pick_device(cfg.get("device", "auto"))
+    device = pick_device(cfg.get("device", "auto"))
+    make_deterministic(seed, int(cfg.get("threads", 1)), device)
+    return device
 
 
 def sweep_method(name: str, method: dict, cfg: dict, model_cfg: dict, dataset_path: str | Path) -> dict:
