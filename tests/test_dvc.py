@@ -107,7 +107,8 @@ def test_root_gitignore_ignores_cached_outputs_and_keeps_small_metrics_in_git():
             for item in stage.get(kind, []):
                 path, props = (next(iter(item.items())) if isinstance(item, dict) else (item, {}))
                 cached = (props or {}).get("cache", True)
-                assert (f"/{path}/" in ignored) == cached, (
+                listed = f"/{path}/" in ignored or f"/{path}" in ignored  # a directory or a file
+                assert listed == cached, (
                     f"{path}: cached DVC outputs must be in .gitignore, uncached ones (committed to git) must not")
 
 
@@ -209,8 +210,9 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     figures = {p.name: p.read_bytes() for p in (clone / "figures").iterdir()}
     shutil.rmtree(clone / "figures")
     rerun = clone_snakemake("--cores", "2")
-    assert set(_jobs(rerun.stdout + rerun.stderr)) == {"figure_permuted", "figure_accuracy_matrices", "figure_sweep",
-                                                         "figure_powerprop_pruning", "figure_powerprop_histograms", "all"}
+    jobs = _jobs(rerun.stdout + rerun.stderr)
+    assert {"figure_permuted", "figure_accuracy_matrices", "figure_sweep", "all"} <= set(jobs)
+    assert all(rule.startswith("figure_") or rule == "all" for rule in jobs), jobs  # no training, no probes
     assert {p.name: p.read_bytes() for p in (clone / "figures").iterdir()} == figures
     status = _sh([py, "-m", "dvc", "status"], clone, env)
     assert "up to date" in status.stdout, status.stdout
