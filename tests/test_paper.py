@@ -62,7 +62,7 @@ def world(tmp_path_factory):
     # Probe summaries and Powerprop outputs: only the keys the claims read, with per-seed values.
     stat = lambda values: {"mean": sum(values) / len(values), "ci95": [min(values), max(values)], "per_seed": values}  # noqa: E731
     for benchmark in ("class_incremental", "permuted"):
-        probes = {"optimizers": {o: {"last_layer": {"cosine_mean_off_diagonal": stat([0.9 - keep[o] + 0.01 * s for s in range(3)]),
+        probes = {"settings": {"probe_set_per_class": 50, "srank_delta": 0.01}, "optimizers": {o: {"last_layer": {"cosine_mean_off_diagonal": stat([0.9 - keep[o] + 0.01 * s for s in range(3)]),
                                                     "erank": stat([10 + 20 * keep[o] + s for s in range(3)])}}
                                  for o in order}}
         (out / f"probes_{benchmark}.json").write_text(json.dumps(probes))
