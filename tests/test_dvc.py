@@ -90,7 +90,10 @@ def test_every_output_of_the_dag_lies_under_exactly_one_dvc_output(tmp_path):
     outs = _dvc_outputs()
     for a in outs:
         assert not [b for b in outs if b != a and b.startswith(a.rstrip("/") + "/")], f"dvc.yaml outputs overlap: {a}"
+    rebuilt = ("paper/", "data/audit.json")  # the audit and the paper: rebuilt in seconds, not versioned
     for path in files:
+        if path.startswith(rebuilt):
+            continue
         owners = _owners(path, outs)
         assert len(owners) == 1, (f"{path} (a Snakemake output) lies under {owners or 'no'} DVC output; add its "
                                   "directory to a stage's outs in dvc.yaml and its target to workflow/rules/dvc.smk")
