@@ -78,3 +78,48 @@ def tiny_config() -> dict:
     import copy
 
     return copy.deepcopy(TINY_CONFIG)
+
+
+def full_config() -> dict:
+    """TINY_CONFIG grown to every block of the default pipeline: all five optimizers, the sweep and
+    ablation entries the claims name, a Powerprop block and the paper. One run of it (``full_run``)
+    serves the end-to-end checks of the workflow, the audit and the paper."""
+    import copy
+
+    config = copy.deepcopy(TINY_CONFIG)
+    config["optimizers"] = {"sgd": {"type": "sgd", "lr": 0.05},
+                            "adamw": {"type": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-2},
+                            "adam-1e-3": {"type": "adam", "lr": 1.0e-3}, "adam-1e-4": {"type": "adam", "lr": 1.0e-4},
+                            "shampoo": {"type": "shampoo", "lr": 0.05}}
+    config["sweep"]["lrs"] = {"sgd": [0.01, 0.1], "adamw": [1.0e-3], "shampoo": [0.05], "shampoo-nograft": [0.3],
+                              "shampoo-diag": [0.05]}
+    config["ablation"]["variants"].update({"shampoo-ema": {"optimizer": {"statistics": "ema", "beta2": 0.999}},
+                                           "shampoo-nograft": {"optimizer": {"grafting": "none", "lr": 0.3}}})
+    pp = copy.deepcopy(TINY_PP)  # the Powerprop methods and equivalence cases the claims name
+    pp["seeds"] = [0]
+    pp["methods"] = {"sgd": {"optimizer": {"type": "sgd"}, "lrs": [0.3]},
+                     "adamw": {"optimizer": {"type": "adamw", "weight_decay": 1.0e-2}, "lrs": [3.0e-3]},
+                     **{f"reparam-a{a}": {"optimizer": {"type": "sgd"}, "reparam_alpha": a, "lrs": [1.0]} for a in (2, 3)},
+                     **{f"ppsgd-a{a}": {"optimizer": {"type": "powerprop_sgd", "alpha": a}, "lrs": [1.0]} for a in (2, 3)}}
+    pp["equivalence"]["alphas"] = [2, 3]
+    config["powerprop"] = pp
+    config["paper"] = {"claims": "paper/claims.yaml", "source": "paper/paper.md", "variables": "paper/variables.yaml"}
+    return config
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The whole pipeline on ``full_config()``, once per test session. Tests that change files work
+    on a copy (``copy_run``), so every test sees the finished, up-to-date run."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    write_config(workdir, full_config())
+    proc = snakemake(workdir, "--cores", "2", check=True, timeout=1500)
+    return workdir, proc
+
+
+def copy_run(workdir: Path, dest: Path) -> Path:
+    """A copy of a finished run (timestamps and Snakemake's metadata kept) to modify freely."""
+    import shutil
+
+    shutil.copytree(workdir, dest, symlinks=True)
+    return dest
