@@ -27,9 +27,13 @@ def test_pipeline_produces_sane_metrics(finished_run):
         assert m["status"] == "ok" and len(m["R"]) == T and all(len(row) == T for row in m["R"])
         assert all(0.0 <= a <= 1.0 for row in m["R"] for a in row)
         diag = [m["R"][i][i] for i in range(T)]
-        # The first task is learned well above chance (0.5 for a pair, 0.1 for ten digits) by every optimizer.
+        # The first task is learned well above chance (0.5 for a pair, 0.1 for ten digits) by every optimizer but two.
         # Later tasks are not a pipeline check: with carried-over state, 13 Adam steps may not flip the head.
-        assert diag[0] > (0.9 if T == 5 else 0.4), (path, diag)
+        # Two entries are exempt, each a known result rather than a pipeline fault: Adam at lr 1e-4
+        # needs more than the tiny config's 13 steps, and raw Shampoo without grafting does not
+        # train at any learning rate (docs/shampoo.md); the others must learn the first task.
+        if m["optimizer"] not in ("adam-1e-4", "shampoo-nograft"):
+            assert diag[0] > (0.9 if T == 5 else 0.4), (path, diag)
         if m["optimizer"] in ("sgd", "shampoo"):
             assert min(diag) > (0.7 if T == 5 else 0.4), (path, diag)
         assert len(m["loss_curve"]["loss"]) > 0 and all(v > 0 for v in m["loss_curve"]["loss"])
