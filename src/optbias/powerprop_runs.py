@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from . import benchmarks, data, fileio, optim, sparsity, sweep
 from .benchmarks import Task
 from .models import MLP
 from .stats import bootstrap_ci
 from .powerprop import powerprop_reparametrize, to_plain_state_dict
-from .train import DivergenceError, LossLog, accuracy, init_model, make_deterministic, pick_device
+from .train import DivergenceError, LossLog, accuracy, init_model, make_deterministic, pick_device, run_epoch
 
 TASK_NAME = "all-digits"
 
@@ -98,15 +97,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, ep
     model.train()
     step = 0
     for epoch in range(epochs):
-        order = torch.randperm(len(task.y_train), generator=generator).to(task.y_train.device)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            loss = F.cross_entropy(model(task.x_train[idx]), task.y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            log.add(loss, step, 0, f"epoch {epoch}")
+        step = run_epoch(model, optimizer, task.x_train, task.y_train, batch_size, generator, step,
+                         lambda loss, step, epoch=epoch: log.add(loss, step, 0, f"epoch {epoch}"))
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise DivergenceError(f"{where}: the weights hold NaN or inf after training")
     model.eval()

@@ -9,6 +9,8 @@ and a checkpoint (state_dict only) is written atomically.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 import os
 import platform
@@ -78,6 +80,24 @@ def optimizer_diagnostics(optimizer: torch.optim.Optimizer) -> tuple[dict[str, A
     everything = dict(report()) if callable(report) else {}
     durations = {k: v for k, v in everything.items() if k.endswith("_s")}
     return {k: v for k, v in everything.items() if k not in durations}, durations
+
+
+def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+              batch_size: int, generator: torch.Generator, step: int,
+              after_step: Callable[[torch.Tensor, int], None]) -> int:
+    """One pass over (x, y) in a seeded order: the one training step every experiment uses.
+
+    Returns the global step count; ``after_step(loss, step)`` logs (and may raise on a NaN loss)."""
+    order = torch.randperm(len(y), generator=generator).to(y.device)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        after_step(loss, step)
+    return step
 
 
 class LossLog:
@@ -160,16 +180,12 @@ def train_run(spec: dict, dataset_path: str | Path, metrics_path: str | Path | N
                 optimizer = make_optimizer()
             model.train()
             for epoch in range(epochs):
-                order = torch.randperm(len(task.y_train), generator=generator).to(device)
-                for start in range(0, len(order), batch_size):
-                    idx = order[start:start + batch_size]
-                    loss = F.cross_entropy(model(task.x_train[idx]), task.y_train[idx])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    step += 1
+                def after_step(loss: torch.Tensor, step: int, i: int = i, epoch: int = epoch) -> None:
                     log.add(loss, step, i, f"task {i} ({task.name}), epoch {epoch}")
                     bar.update()
+
+                step = run_epoch(model, optimizer, task.x_train, task.y_train, batch_size, generator, step,
+                                 after_step)
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise DivergenceError(f"{where}: the weights hold NaN or inf after task {i} ({task.name}). {hint}")
             model.eval()
