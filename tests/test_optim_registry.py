@@ -32,3 +32,16 @@ def test_unknown_type_lists_known_ones():
 def test_unknown_hyperparameter_is_named():
     with pytest.raises(optim.OptimizerConfigError, match="adamw does not take nesterov"):
         optim.check("x", {"type": "adamw", "lr": 1e-3, "nesterov": True})
+
+
+def test_ablation_seeds_must_be_headline_seeds():
+    """The ablation reuses the base optimizer's headline runs, so it cannot ask for other seeds."""
+    from optbias import config as C
+
+    cfg = {"dataset": "mnist-5k", "benchmarks": {"permuted": {}}, "seeds": [0, 1],
+           "optimizers": {"shampoo": {"type": "shampoo", "lr": 0.01}},
+           "ablation": {"base": "shampoo", "seeds": [0, 1], "variants": {"shampoo-diag": {"optimizer": {"max_precond_dim": 1}}}}}
+    C.check(cfg)
+    cfg["ablation"]["seeds"] = [0, 7]
+    with pytest.raises(C.ConfigError, match=r"ablation.seeds: \[7\] not in seeds \[0, 1\]"):
+        C.check(cfg)

@@ -417,3 +417,18 @@ def test_cuda_matches_cpu():
         assert opt.state[p]["L_root"].device == p.device and opt.root_failures == 0
         results.append(p.detach().cpu())
     torch.testing.assert_close(results[0], results[1], rtol=1e-7, atol=1e-9)
+
+
+def test_all_finite_agrees_with_the_elementwise_check():
+    from optbias.optim.shampoo import all_finite
+
+    big = torch.full((4, 4), 3e38)  # every element finite, but the float32 sum overflows to inf
+    assert not torch.isfinite(big.sum()) and all_finite(big)
+    assert all_finite(torch.zeros(3)) and all_finite(torch.tensor([-1e38, 1e38]))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = torch.ones(5)
+        x[2] = bad
+        assert not all_finite(x)
+    x = torch.ones(4)
+    x[0], x[1] = float("inf"), float("-inf")  # the sum is NaN
+    assert not all_finite(x)

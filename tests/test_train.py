@@ -147,3 +147,27 @@ def test_cli_reports_a_recorded_divergence_without_crashing(dataset, tmp_path, c
     assert cli.main(["train", "--spec", json.dumps(s), "--data", str(dataset), "--metrics",
                      str(tmp_path / "m.json"), "--no-progress"]) == 0
     assert capsys.readouterr().out.startswith("diverged: ")
+
+
+def test_runs_in_one_process_equal_runs_on_their_own(dataset, tmp_path):
+    """The workflow trains every seed of an optimizer in one process; nothing may leak between runs."""
+    specs = [spec({"type": "shampoo", "lr": 0.05}, seed=s) for s in (0, 1)] + [spec({"type": "sgd", "lr": 0.05}, seed=1)]
+    paths = [tmp_path / f"batch/{i}/metrics.json" for i in range(3)]
+    seen = []
+    batch = train.train_runs(specs, dataset, paths, [p.parent / "checkpoints" for p in paths], progress=False,
+                             report=lambda r: seen.append(r["seed"]))
+    assert seen == [0, 1, 1] and all(p.exists() for p in paths)
+    for i, s in enumerate(specs):
+        alone = train.train_run(s, dataset, None, tmp_path / f"alone/{i}", progress=False)
+        assert strip_timing(batch[i]) == strip_timing(alone)
+        assert fileio.sha256_file(tmp_path / f"batch/{i}/checkpoints/task1.pt") == \
+            fileio.sha256_file(tmp_path / f"alone/{i}/task1.pt")
+
+
+def test_runs_in_one_process_check_every_spec_first(dataset, tmp_path):
+    good, bad = spec({"type": "sgd", "lr": 0.05}), spec({"type": "lion", "lr": 0.05})
+    with pytest.raises(Exception, match="lion"):
+        train.train_runs([good, bad], dataset, [tmp_path / "a.json", tmp_path / "b.json"], progress=False)
+    assert not (tmp_path / "a.json").exists()  # nothing trained before the bad spec was found
+    with pytest.raises(ValueError, match="one of each per run"):
+        train.train_runs([good, good], dataset, [tmp_path / "a.json"], progress=False)

@@ -35,15 +35,19 @@ def _fetch(args: argparse.Namespace) -> None:
     print(json.dumps(manifest, indent=2))
 
 
-def _train(args: argparse.Namespace) -> None:
-    result = train.train_run(json.loads(args.spec), args.data, args.metrics, args.checkpoints,
-                             progress=not args.no_progress)
+def _report_run(result: dict) -> None:
     if result["status"] != "ok":
-        print(f"{result['status']}: {result['error']}")
+        print(f"{result['status']}: {result['error']}", flush=True)  # the error names the run
         return
-    print(f"average accuracy {result['average_accuracy']:.4f}, average forgetting "
-          f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['timing']['wall_time_s']:.1f} s on "
-          f"{result['device']}")
+    print(f"{result['benchmark']}/{result['optimizer']}/seed{result['seed']}: average accuracy "
+          f"{result['average_accuracy']:.4f}, average forgetting {result['average_forgetting']:.4f}, "
+          f"BWT {result['bwt']:.4f}, {result['timing']['wall_time_s']:.1f} s on {result['device']}", flush=True)
+
+
+def _train(args: argparse.Namespace) -> None:
+    specs = json.loads(args.spec)
+    train.train_runs(specs if isinstance(specs, list) else [specs], args.data, args.metrics, args.checkpoints,
+                     progress=not args.no_progress, report=_report_run)
 
 
 def _load_metrics(paths: list[str]) -> list[dict]:
@@ -180,11 +184,14 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--cfg", default="{}", help="JSON: the config's data section")
     f.set_defaults(func=_fetch)
 
-    t = sub.add_parser("train", help="train one (benchmark, optimizer, seed) run")
-    t.add_argument("--spec", required=True, help="JSON run spec (see optbias.train.train_run)")
+    t = sub.add_parser("train", help="train runs (benchmark, optimizer, seed), one after another in this process")
+    t.add_argument("--spec", required=True,
+                   help="JSON run spec (see optbias.train.train_run), or a JSON list of them")
     t.add_argument("--data", required=True)
-    t.add_argument("--metrics", required=True, help="metrics JSON to write (last, when the run is complete)")
-    t.add_argument("--checkpoints", help="directory for task{i}.pt state_dicts (none written if omitted)")
+    t.add_argument("--metrics", nargs="+", required=True,
+                   help="one metrics JSON per spec, in order (each written last, when its run is complete)")
+    t.add_argument("--checkpoints", nargs="+",
+                   help="one directory per spec for task{i}.pt state_dicts (none written if omitted)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 

@@ -60,6 +60,11 @@ def check(config: dict) -> None:
             optim.check(name, entry)
         except optim.OptimizerConfigError as err:
             raise ConfigError(str(err)) from None
+    ablation_seeds = config.get("ablation", {}).get("seeds", [])
+    extra = [s for s in ablation_seeds if s not in config.get("seeds", [])]
+    if extra:  # the base optimizer's ablation runs are its headline runs
+        raise ConfigError(f"ablation.seeds: {extra} not in seeds {config.get('seeds')}; the ablation reuses the "
+                          "base optimizer's headline runs, so its seeds must be a subset of `seeds`")
     for name in config.get("sweep", {}).get("lrs", {}):
         if name not in entries:
             raise ConfigError(f"sweep.lrs: {name!r} is not an optimizer or ablation variant; known: {', '.join(entries)}")

@@ -1,3 +1,17 @@
+use rule train as train_ablation with:
+    output:
+        metrics=expand(f"{RUN}/metrics.json", seed=ABLATION_SEEDS, allow_missing=True),
+        checkpoints=directory(expand(f"{RUN}/checkpoints", seed=ABLATION_SEEDS, allow_missing=True)),
+    params:
+        specs=lambda w: quoted_json([run_spec(w.benchmark, w.optimizer, seed) for seed in ABLATION_SEEDS]),
+    wildcard_constraints:
+        optimizer=_alternatives(ABLATION.get("variants", {})) if ABLATION else "(?!)",
+    log:
+        "logs/train/{benchmark}/{optimizer}.log",
+    benchmark:
+        "benchmarks/train/{benchmark}/{optimizer}.tsv"
+
+
 rule summarize_ablation:
     """The Shampoo mechanism ablation: every variant's forgetting and accuracy, with CIs."""
     input:

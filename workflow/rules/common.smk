@@ -30,6 +30,7 @@ ENTRIES = _config.optimizer_entries(config)  # plus the Shampoo ablation's varia
 SEEDS = [int(s) for s in config["seeds"]]
 ABLATION = config.get("ablation", {})
 ABLATION_ORDER = [ABLATION["base"], *ABLATION["variants"]] if ABLATION else []
+ABLATION_SEEDS = [int(s) for s in ABLATION.get("seeds", SEEDS)]  # a subset of SEEDS (config.check)
 SWEEP = config.get("sweep", {})
 RUN = "data/runs/{benchmark}/{optimizer}/seed{seed}"
 SWEEP_RUN = "data/sweep/{benchmark}/{optimizer}/lr{lr}"
@@ -65,14 +66,10 @@ def run_spec(benchmark, optimizer, seed):
     }
 
 
-def train_spec(wildcards):
-    return run_spec(wildcards.benchmark, wildcards.optimizer, wildcards.seed)
-
-
-def sweep_spec(wildcards):
+def sweep_spec(benchmark, optimizer, lr):
     """A sweep run: one learning rate, the validation seed, a held-out split, divergence recorded."""
-    spec = run_spec(wildcards.benchmark, wildcards.optimizer, SWEEP["seed"])
-    spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(wildcards.lr)}
+    spec = run_spec(benchmark, optimizer, SWEEP["seed"])
+    spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(lr)}
     spec["train"] = {**spec["train"], "validation_fraction": SWEEP["validation_fraction"], "on_divergence": "record"}
     return spec
 
@@ -85,17 +82,18 @@ def run_metrics(benchmark, optimizers=OPTIMIZERS, seeds=SEEDS):
     return expand(f"{RUN}/metrics.json", benchmark=benchmark, optimizer=optimizers, seed=seeds)
 
 
-def sweep_metrics():
-    return [
-        f"{SWEEP_RUN}/metrics.json".format(benchmark=b, optimizer=name, lr=lr_label(lr))
-        for b in BENCHMARKS
-        for name, lrs in SWEEP.get("lrs", {}).items()
-        for lr in lrs
-    ]
+def sweep_candidates():
+    """(optimizer, learning-rate label) of every sweep candidate, in config order."""
+    return [(name, lr_label(lr)) for name, lrs in SWEEP.get("lrs", {}).items() for lr in lrs]
+
+
+def sweep_metrics(benchmarks=BENCHMARKS):
+    return [f"{SWEEP_RUN}/metrics.json".format(benchmark=b, optimizer=name, lr=lr)
+            for b in benchmarks for name, lr in sweep_candidates()]
 
 
 def ablation_metrics(benchmark):
-    return run_metrics(benchmark, ABLATION_ORDER, ABLATION.get("seeds", SEEDS))
+    return run_metrics(benchmark, ABLATION_ORDER, ABLATION_SEEDS)
 
 
 def all_outputs():

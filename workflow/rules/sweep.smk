@@ -1,21 +1,29 @@
-rule sweep_train:
-    """One learning rate of the sweep: validation seed, held-out split, divergence recorded."""
-    input:
-        data=f"data/raw/{DATASET}.pt",
-        manifest=f"data/raw/{DATASET}.pt.manifest.json",
-    output:
-        metrics=f"{SWEEP_RUN}/metrics.json",
-    params:
-        spec=lambda w: quoted_json(sweep_spec(w)),
-    threads: config["train"].get("threads", 1)
-    log:
-        "logs/sweep/{benchmark}/{optimizer}/lr{lr}.log",
-    benchmark:
-        "benchmarks/sweep/{benchmark}/{optimizer}/lr{lr}.tsv"
-    conda:
-        ENV
-    shell:
-        "optbias train --spec {params.spec} --data {input.data} --metrics {output.metrics} > {log} 2>&1"
+if SWEEP:
+
+    rule sweep_train:
+        """Every learning-rate candidate of one benchmark, one after another in one process.
+
+        Each run uses the validation seed and a held-out split and records a divergence instead of
+        failing. The longest job of the DAG, so it starts first (priority).
+        """
+        input:
+            data=f"data/raw/{DATASET}.pt",
+            manifest=f"data/raw/{DATASET}.pt.manifest.json",
+        output:
+            metrics=[f"data/sweep/{{benchmark}}/{name}/lr{lr}/metrics.json" for name, lr in sweep_candidates()],
+        params:
+            specs=lambda w: quoted_json([sweep_spec(w.benchmark, name, lr) for name, lr in sweep_candidates()]),
+        threads: config["train"].get("threads", 1)
+        priority: 10
+        log:
+            "logs/sweep/{benchmark}.log",
+        benchmark:
+            "benchmarks/sweep/{benchmark}.tsv"
+        conda:
+            ENV
+        shell:
+            "optbias train --spec {params.specs} --data {input.data} --metrics {output.metrics} "
+            "> {log} 2>&1"
 
 
 rule sweep_select:
