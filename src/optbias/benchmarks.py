@@ -105,16 +105,19 @@ class BenchmarkSpec:
 
     build: Callable[[dict[str, torch.Tensor], dict], list[Task]]
     n_tasks: Callable[[dict], int]
+    passes: Callable[[dict], float]  # passes over the dataset in one run (the scheduler's cost estimate)
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "class_incremental": BenchmarkSpec(
         build=lambda data, cfg: class_incremental(data, [tuple(p) for p in cfg.get("pairs", DEFAULT_PAIRS)]),
         n_tasks=lambda cfg: len(cfg.get("pairs", DEFAULT_PAIRS)),
+        passes=lambda cfg: float(cfg.get("epochs_per_task", 1)),  # each pair's share of the data, once per epoch
     ),
     "permuted": BenchmarkSpec(
         build=lambda data, cfg: permuted(data, cfg.get("n_tasks", 10), cfg.get("permutation_seed", 0)),
         n_tasks=lambda cfg: int(cfg.get("n_tasks", 10)),
+        passes=lambda cfg: float(cfg.get("n_tasks", 10) * cfg.get("epochs_per_task", 1)),  # all data, per task
     ),
 }
 

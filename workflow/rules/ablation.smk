@@ -6,6 +6,7 @@ use rule train as train_ablation with:
         specs=lambda w: quoted_json([run_spec(w.benchmark, w.optimizer, seed) for seed in ABLATION_SEEDS]),
     wildcard_constraints:
         optimizer=_alternatives(ABLATION.get("variants", {})) if ABLATION else "(?!)",
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(ABLATION_SEEDS))
     log:
         "logs/train/{benchmark}/{optimizer}.log",
     benchmark:

@@ -6,7 +6,9 @@ import sys
 
 from snakemake.utils import min_version, validate
 
+from optbias import benchmarks as _benchmarks
 from optbias import config as _config
+from optbias import optim as _optim
 
 min_version("8.0")
 
@@ -64,6 +66,16 @@ def run_spec(benchmark, optimizer, seed):
         "model": config["model"],
         "train": _config.train_overrides(config, optimizer),
     }
+
+
+def expected_cost(benchmark, optimizer, n_runs):
+    """A job's priority: its expected run time in arbitrary units (passes over the data x step cost).
+
+    Snakemake starts the highest priority first; longest-first keeps both cores busy to the end
+    instead of leaving one long job running alone after everything else has finished.
+    """
+    passes = _benchmarks.get(benchmark).passes(config["benchmarks"][benchmark])
+    return n_runs * passes * _optim.relative_step_cost(ENTRIES[optimizer]["type"])
 
 
 def sweep_spec(benchmark, optimizer, lr):

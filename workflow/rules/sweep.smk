@@ -14,7 +14,7 @@ if SWEEP:
         params:
             specs=lambda w: quoted_json([sweep_spec(w.benchmark, name, lr) for name, lr in sweep_candidates()]),
         threads: config["train"].get("threads", 1)
-        priority: 10
+        priority: lambda w: sum(expected_cost(w.benchmark, name, 1) for name, _ in sweep_candidates())
         log:
             "logs/sweep/{benchmark}.log",
         benchmark:

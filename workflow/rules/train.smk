@@ -15,6 +15,7 @@ rule train:
     wildcard_constraints:
         optimizer=_alternatives(OPTIMIZERS),
     threads: config["train"].get("threads", 1)
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(SEEDS))
     resources:
         gpu=1 if config["train"].get("device", "auto").startswith("cuda") else 0,
     log:
