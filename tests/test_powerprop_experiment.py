@@ -164,7 +164,7 @@ def test_powerprop_pipeline_end_to_end(tmp_path):
     targets = ["data/summary/powerprop.json", "data/powerprop/equivalence.json",
                "figures/powerprop_weight_magnitudes.pdf", "figures/powerprop_pruning.pdf"]
     dry = snakemake(tmp_path, "-n", "--quiet", "rules", check=True)
-    assert "powerprop_train" in dry.stdout + dry.stderr
+    assert "powerprop_method" in dry.stdout + dry.stderr
     snakemake(tmp_path, "--cores", "2", *targets, check=True)
     summary = json.loads((tmp_path / "data/summary/powerprop.json").read_text())
     assert summary["order"] == list(TINY_PP["methods"])

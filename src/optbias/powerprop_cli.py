@@ -18,21 +18,17 @@ def _spec(args: argparse.Namespace) -> dict:
     return json.loads(args.spec)
 
 
-def _sweep(args: argparse.Namespace) -> None:
-    from .powerprop_runs import sweep_method
+def _method(args: argparse.Namespace) -> None:
+    """Choose the method's lr on held-out data, then train every seed at it: one process, one torch start-up."""
+    from .powerprop_runs import sweep_method, train_method
 
     s = _spec(args)
-    result = sweep_method(s["method"], s["method_cfg"], s["cfg"], s["model"], args.data)
-    fileio.atomic_write_json(args.output, result)
-    scores = ", ".join(f"{c['lr']:g}: {c['score']:.4f}" for c in result["candidates"])
-    print(f"{s['method']}: validation accuracy by lr {{{scores}}} -> lr {result['selected_lr']:g}")
+    selection = sweep_method(s["method"], s["method_cfg"], s["cfg"], s["model"], args.data)
+    fileio.atomic_write_json(args.selected, selection)
+    lr = selection["selected_lr"]
+    scores = ", ".join(f"{c['lr']:g}: {c['score']:.4f}" for c in selection["candidates"])
+    print(f"{s['method']}: validation accuracy by lr {{{scores}}} -> lr {lr:g}", flush=True)
 
-
-def _train(args: argparse.Namespace) -> None:
-    from .powerprop_runs import train_method
-
-    s = _spec(args)
-    lr = json.loads(Path(args.selected).read_text())["selected_lr"]
     result = train_method(s["method"], s["method_cfg"], lr, s["cfg"], s["model"], args.data, args.checkpoints)
     fileio.atomic_write_json(args.output, result)
     for run in result["runs"]:
@@ -81,19 +77,15 @@ def _figure(args: argparse.Namespace) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the powerprop-* subcommands on the main parser's subparsers."""
     spec_help = "JSON: {method, method_cfg, cfg (the config's powerprop block), model}"
-    s = sub.add_parser("powerprop-sweep", help="Powerprop experiment: choose one method's lr on held-out data")
-    s.add_argument("--spec", required=True, help=spec_help)
-    s.add_argument("--data", required=True)
-    s.add_argument("--output", required=True)
-    s.set_defaults(func=_sweep)
-
-    t = sub.add_parser("powerprop-train", help="Powerprop experiment: train one method on every seed, evaluate, prune")
+    t = sub.add_parser("powerprop-method",
+                       help="Powerprop experiment, one method: choose its lr on held-out data, then train, evaluate "
+                            "and prune every seed at that lr")
     t.add_argument("--spec", required=True, help=spec_help)
     t.add_argument("--data", required=True)
-    t.add_argument("--selected", required=True, help="the method's powerprop-sweep output (its selected_lr is used)")
+    t.add_argument("--selected", required=True, help="JSON to write: every candidate lr's score and the choice")
     t.add_argument("--checkpoints", nargs="+", required=True, help="one plain state_dict path per seed, in seed order")
-    t.add_argument("--output", required=True)
-    t.set_defaults(func=_train)
+    t.add_argument("--output", required=True, help="JSON to write: every seed's accuracy, sparsity and pruning")
+    t.set_defaults(func=_method)
 
     m = sub.add_parser("powerprop-summary", help="Powerprop experiment: per-method means and 95%% CIs over seeds")
     m.add_argument("--inputs", nargs="+", required=True)

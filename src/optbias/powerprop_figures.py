@@ -1,6 +1,6 @@
 """The two Powerprop figures: weight-magnitude histograms and accuracy under magnitude pruning.
 
-Both read the per-method results of ``optbias powerprop-train`` (histograms are precomputed
+Both read the per-method results of ``optbias powerprop-method`` (histograms are precomputed
 there, from the plain effective-weight state_dicts), never the checkpoints themselves.
 """
 

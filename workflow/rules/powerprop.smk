@@ -1,46 +1,27 @@
 # Powerpropagation as an optimizer (PAPER.md example 2; claims 7 and 8): per method, choose the lr
 # on held-out data, train every seed, save plain effective-weight state_dicts, measure sparsity and
 # accuracy under magnitude pruning; separately, the trajectory-equivalence check.
-rule powerprop_sweep:
-    """One method: train once per candidate lr on the validation seed, held-out split; pick the lr."""
+rule powerprop_method:
+    """One method: choose its lr (one run per candidate on the validation seed, held-out split), then
+    train every seed at that lr: plain state_dicts, accuracy, sparsity, pruning. One process."""
     input:
         data=f"data/raw/{DATASET}.pt",
         manifest=f"data/raw/{DATASET}.pt.manifest.json",
     output:
-        f"{PP_DIR}/sweep/{{pp_method}}.json",
-    params:
-        spec=lambda w: quoted_json(powerprop_spec(w)),
-    threads: POWERPROP.get("threads", 1)
-    log:
-        "logs/powerprop/sweep/{pp_method}.log",
-    benchmark:
-        "benchmarks/powerprop/sweep/{pp_method}.tsv"
-    conda:
-        ENV
-    shell:
-        "optbias powerprop-sweep --spec {params.spec} --data {input.data} --output {output} > {log} 2>&1"
-
-
-rule powerprop_train:
-    """One method at its selected lr, every seed: plain state_dicts, accuracy, sparsity, pruning."""
-    input:
-        data=f"data/raw/{DATASET}.pt",
-        manifest=f"data/raw/{DATASET}.pt.manifest.json",
         selected=f"{PP_DIR}/sweep/{{pp_method}}.json",
-    output:
         results=f"{PP_DIR}/runs/{{pp_method}}/results.json",
         checkpoints=expand(f"{PP_DIR}/runs/{{{{pp_method}}}}/seed{{seed}}.pt", seed=PP_SEEDS),
     params:
         spec=lambda w: quoted_json(powerprop_spec(w)),
     threads: POWERPROP.get("threads", 1)
     log:
-        "logs/powerprop/train/{pp_method}.log",
+        "logs/powerprop/{pp_method}.log",
     benchmark:
-        "benchmarks/powerprop/train/{pp_method}.tsv"
+        "benchmarks/powerprop/{pp_method}.tsv"
     conda:
         ENV
     shell:
-        "optbias powerprop-train --spec {params.spec} --data {input.data} --selected {input.selected} "
+        "optbias powerprop-method --spec {params.spec} --data {input.data} --selected {output.selected} "
         "--checkpoints {output.checkpoints} --output {output.results} > {log} 2>&1"
 
 

@@ -13,20 +13,20 @@ ALL_PROBE_OUTPUTS = [p for b in BENCHMARKS for p in PROBE_OUTPUTS[b]]
 
 
 rule probe:
-    """Every probe on every checkpoint of one optimizer's runs (all seeds: one process, one torch import)."""
+    """Every probe on every checkpoint of one benchmark's headline runs, in one process (one torch start-up)."""
     input:
         data=f"data/raw/{DATASET}.pt",
-        metrics=lambda w: run_metrics(w.benchmark, [w.optimizer]),
-        checkpoints=lambda w: expand(f"{RUN}/checkpoints", benchmark=w.benchmark, optimizer=w.optimizer, seed=SEEDS),
+        metrics=lambda w: run_metrics(w.benchmark),
+        checkpoints=lambda w: expand(f"{RUN}/checkpoints", benchmark=w.benchmark, optimizer=OPTIMIZERS, seed=SEEDS),
     output:
-        expand("data/probes/{{benchmark}}/{{optimizer}}/seed{seed}/probes.json", seed=SEEDS),
+        expand("data/probes/{{benchmark}}/{optimizer}/seed{seed}/probes.json", optimizer=OPTIMIZERS, seed=SEEDS),
     params:
         settings=quoted_json(PROBES),
     threads: PROBES["threads"]
     log:
-        "logs/probes/{benchmark}/{optimizer}.log",
+        "logs/probes/{benchmark}.log",
     benchmark:
-        "benchmarks/probes/{benchmark}/{optimizer}.tsv"
+        "benchmarks/probes/{benchmark}.tsv"
     conda:
         ENV
     shell:
