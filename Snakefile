@@ -13,6 +13,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/powerprop.smk"
 include: "workflow/rules/dvc.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/paper.smk"
 
 

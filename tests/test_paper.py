@@ -26,7 +26,8 @@ RULE_OUTPUTS = {"summarize": ["data/summary/{benchmark}.json"], "sweep_select": 
                 "summarize_ablation": ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md"],
                 "summarize_probes": ["data/summary/probes_{benchmark}.json"],
                 "powerprop_summary": ["data/summary/powerprop.json"],
-                "powerprop_equivalence": ["data/powerprop/equivalence.json"]}
+                "powerprop_equivalence": ["data/powerprop/equivalence.json"],
+                "weight_distance": ["data/summary/weight_distance.json"]}
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
@@ -66,6 +67,8 @@ def world(tmp_path_factory):
                                                     "erank": stat([10 + 20 * keep[o] + s for s in range(3)])}}
                                  for o in order}}
         (out / f"probes_{benchmark}.json").write_text(json.dumps(probes))
+    pairs = {f"{a}~{b}": stat([0.5 + 0.01 * s for s in range(3)]) for i, a in enumerate(order) for b in order[i + 1:]}
+    (out / "weight_distance.json").write_text(json.dumps({b: {"pairs": pairs} for b in ("class_incremental", "permuted")}))
     methods = {m: {"sparsity_fraction": stat([sp + 0.01 * s for s in range(3)]), "test_accuracy": stat([0.93] * 3)}
                for m, sp in (("sgd", 0.01), ("adamw", 0.01), ("reparam-a2", 0.2), ("reparam-a3", 0.3),
                              ("ppsgd-a2", 0.2), ("ppsgd-a3", 0.3))}

@@ -328,3 +328,45 @@ def test_linear_probe_on_shuffled_labels_of_separable_features_is_near_chance():
     assert linear_probe_accuracy(xtr, ytr, xte, yte)["accuracy"] == 1.0
     shuffled = ytr[torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))]
     assert 0.03 <= linear_probe_accuracy(xtr, shuffled, xte, yte)["accuracy"] <= 0.2  # chance: 0.1
+
+
+# --------------------------------------------------------------------------- weight distance (claim 9)
+def test_relative_weight_distance_on_a_hand_computed_case():
+    from optbias.weight_distance import relative_distance
+
+    w0 = {"w": torch.tensor([[0.0, 6.0]]), "b": torch.tensor([8.0])}   # ||w0|| = 10
+    a = {"w": torch.tensor([[3.0, 0.0]]), "b": torch.tensor([1.0])}
+    b = {"w": torch.tensor([[0.0, 4.0]]), "b": torch.tensor([1.0])}    # a - b = (3, -4, 0): norm 5
+    assert relative_distance(a, b, w0) == pytest.approx(0.5)
+    assert relative_distance(a, a, w0) == 0.0
+    assert relative_distance(w0, {k: torch.zeros_like(v) for k, v in w0.items()}, w0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="does not hold the same parameters"):
+        relative_distance(a, {"w": b["w"]}, w0)
+
+
+def test_weight_distances_pair_runs_by_seed_from_their_common_initialization(tmp_path):
+    from optbias import train
+    from optbias.weight_distance import weight_distances
+
+    model = {"hidden": [4]}
+    runs, dirs = [], []
+    for opt, seeds, shift in (("sgd", [0, 1], 0.0), ("adam", [0, 1], 0.5), ("shampoo", [1], 0.0)):
+        for seed in seeds:
+            w0 = train.init_model(seed, model).state_dict()
+            final = {k: v + shift for k, v in w0.items()}  # sgd and shampoo end at w0, adam moved by 0.5
+            d = tmp_path / opt / f"seed{seed}"
+            d.mkdir(parents=True)
+            torch.save(final, d / "task1.pt")
+            runs.append({"benchmark": "permuted", "optimizer": opt, "seed": seed, "status": "ok",
+                         "R": [[1.0, 0.0], [1.0, 1.0]], "spec": {"model": model}})
+            dirs.append(d)
+    out = weight_distances(runs, dirs, ["sgd", "adam", "shampoo"])["permuted"]
+    assert list(out["pairs"]) == ["sgd~adam", "sgd~shampoo", "adam~shampoo"]
+    assert out["pairs"]["sgd~shampoo"] == {"mean": 0.0, "ci95": [0.0, 0.0], "per_seed": [0.0], "seeds": [1]}
+    for seed, value in zip([0, 1], out["pairs"]["sgd~adam"]["per_seed"]):
+        w0 = train.init_model(seed, model).state_dict()
+        n = sum(v.numel() for v in w0.values())
+        norm0 = float(torch.sqrt(sum((v.double() ** 2).sum() for v in w0.values())))
+        assert value == pytest.approx(0.5 * n ** 0.5 / norm0)  # ||0.5 * 1|| / ||w0||
+    assert out["from_init"]["sgd"]["per_seed"] == [0.0, 0.0]
+    assert out["pairs"]["sgd~adam"]["per_seed"] == out["from_init"]["adam"]["per_seed"]

@@ -161,6 +161,16 @@ def _add_probe_commands(sub) -> None:
     f.add_argument("--title", default="")
     f.set_defaults(func=_probe_figure)
 # --- end of probes block -------------------------------------------------------------------
+def _weight_distance(args: argparse.Namespace) -> None:
+    from .weight_distance import weight_distances
+
+    result = weight_distances(_load_metrics(args.metrics), args.checkpoints, args.order)
+    fileio.atomic_write_json(args.output, result)
+    for benchmark in (k for k in result if isinstance(result[k], dict)):
+        pairs = ", ".join(f"{p} {v['mean']:.3f}" for p, v in result[benchmark]["pairs"].items())
+        print(f"{benchmark}: ||w_a - w_b|| / ||w_0||: {pairs}")
+
+
 def _audit(args: argparse.Namespace) -> None:
     from .claims import audit, audit_markdown, load_claims
 
@@ -259,6 +269,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--root", default=".")
     r.add_argument("--output", required=True)
     r.set_defaults(func=_paper)
+
+    w = sub.add_parser("weight-distance", help="relative L2 distance between optimizers' final weights, per seed")
+    w.add_argument("--metrics", nargs="+", required=True, help="each run's metrics.json")
+    w.add_argument("--checkpoints", nargs="+", required=True, help="each run's checkpoints directory, same order")
+    w.add_argument("--order", nargs="+", required=True, help="optimizers, in legend order (pairs follow it)")
+    w.add_argument("--output", required=True)
+    w.set_defaults(func=_weight_distance)
 
     g = sub.add_parser("figure", help="draw one figure from JSON inputs (metrics or summaries)")
     g.add_argument("kind", choices=sorted(FIGURES))

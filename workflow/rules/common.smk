@@ -125,6 +125,7 @@ def all_outputs():
     outputs += expand("data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json", benchmark=BENCHMARKS,
                       optimizer=OPTIMIZERS, seed=SEEDS)
     outputs += expand("data/summary/probes_{benchmark}.json", benchmark=BENCHMARKS)
+    outputs.append("data/summary/weight_distance.json")  # claim 9, weights (workflow/rules/weights.smk)
     outputs += ["figures/effective_rank.pdf", "figures/probe_vs_head_accuracy.pdf"]
     if "class_incremental" in BENCHMARKS:
         outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
