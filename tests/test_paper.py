@@ -165,14 +165,14 @@ def test_a_claim_pointing_at_a_missing_rule_stops_the_workflow(tmp_path, tiny_co
     from conftest import snakemake, write_config
 
     bad = yaml.safe_load((REPO / "paper/claims.yaml").read_text())
-    bad["claims"][0] = {**bad["claims"][0], "rule": "weight_distance", "output": "data/summary/weight_distance.json"}
+    bad["claims"][0] = {**bad["claims"][0], "rule": "neuron_overlap", "output": "data/summary/neuron_overlap.json"}
     (tmp_path / "claims.yaml").write_text(yaml.safe_dump(bad))
     tiny_config["paper"] = {"claims": str(tmp_path / "claims.yaml"), "source": "paper/paper.md",
                             "variables": "paper/variables.yaml"}
     write_config(tmp_path, tiny_config)
     proc = snakemake(tmp_path, "-n", "paper/audit.md")
     assert proc.returncode != 0
-    assert "claim C1: rule 'weight_distance' does not exist in the workflow" in proc.stdout + proc.stderr
+    assert "claim C1: rule 'neuron_overlap' does not exist in the workflow" in proc.stdout + proc.stderr
 
 
 BROWSER_PROBE = """<script>window.addEventListener("load", () => {
