@@ -7,10 +7,6 @@ use rule train as train_ablation with:
     wildcard_constraints:
         optimizer=_alternatives(ABLATION.get("variants", {})) if ABLATION else "(?!)",
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(ABLATION_SEEDS))
-    log:
-        "logs/train/{benchmark}/{optimizer}.log",
-    benchmark:
-        "benchmarks/train/{benchmark}/{optimizer}.tsv"
 
 
 rule summarize_ablation:

@@ -10,7 +10,7 @@ if SWEEP:
             data=f"data/raw/{DATASET}.pt",
             manifest=f"data/raw/{DATASET}.pt.manifest.json",
         output:
-            metrics=[f"data/sweep/{{benchmark}}/{name}/lr{lr}/metrics.json" for name, lr in sweep_candidates()],
+            metrics=sweep_metrics(["{benchmark}"]),  # the wildcard stays a wildcard
         params:
             specs=lambda w: quoted_json([sweep_spec(w.benchmark, name, lr) for name, lr in sweep_candidates()]),
         threads: config["train"].get("threads", 1)
