@@ -73,6 +73,21 @@ def snakemake(workdir: Path, *args: str, check: bool = False, timeout: int = 600
     return proc
 
 
+# The rules that draw figures: each is named like the library function and the script it calls.
+FIGURE_RULES = {"final_accuracy", "first_task_accuracy", "accuracy_matrices", "lr_sweep", "shampoo_ablation",
+                "cosine_heatmaps", "effective_rank_curves", "probe_vs_head", "paper_figure", "magnitude_histograms",
+                "pruning_curves"}
+
+
+def scheduled(log: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a run or dry run: rule -> number of jobs ({} if nothing to do)."""
+    if "Job stats:" not in log:
+        return {}
+    lines = log.split("Job stats:", 1)[1].splitlines()[3:]
+    rows = [line.split() for line in lines[: next(i for i, ln in enumerate(lines) if ln.startswith("total"))]]
+    return {rule: int(count) for rule, count in rows}
+
+
 @pytest.fixture
 def tiny_config() -> dict:
     import copy

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from optbias import benchmarks
+from optbias.continual import benchmarks
+from optbias.continual import tasks as tasks_mod
 
 
 def toy_data(n_per_class=6):
@@ -11,7 +12,7 @@ def toy_data(n_per_class=6):
 
 
 def test_class_incremental_pairs_and_class_sets():
-    tasks = benchmarks.class_incremental(toy_data())
+    tasks = tasks_mod.class_incremental(toy_data())
     assert [t.classes for t in tasks] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
     for task in tasks:
         assert set(task.y_train.tolist()) == set(task.classes)
@@ -23,21 +24,21 @@ def test_class_incremental_pairs_and_class_sets():
 
 
 def test_class_incremental_keeps_digit_labels_for_the_shared_head():
-    task = benchmarks.class_incremental(toy_data())[4]
+    task = tasks_mod.class_incremental(toy_data())[4]
     assert set(task.y_train.tolist()) == {8, 9}  # not remapped to {0, 1}: one 10-way head
 
 
 def test_class_incremental_rejects_overlapping_groups():
     with pytest.raises(ValueError, match="two tasks"):
-        benchmarks.class_incremental(toy_data(), [(0, 1), (1, 2)])
+        tasks_mod.class_incremental(toy_data(), [(0, 1), (1, 2)])
 
 
 def test_permuted_tasks_are_permutations_and_task0_is_identity():
     data = toy_data()
-    tasks = benchmarks.permuted(data, n_tasks=4, permutation_seed=7)
+    tasks = tasks_mod.permuted(data, n_tasks=4, permutation_seed=7)
     assert len(tasks) == 4
     assert torch.equal(tasks[0].x_train, data["x_train"].float() / 255)
-    perms = [benchmarks.permutation(t, 784, 7) for t in range(4)]
+    perms = [tasks_mod.permutation(t, 784, 7) for t in range(4)]
     assert torch.equal(perms[0], torch.arange(784))
     for t, perm in enumerate(perms):
         assert torch.equal(perm.sort().values, torch.arange(784))  # a true permutation
@@ -47,10 +48,10 @@ def test_permuted_tasks_are_permutations_and_task0_is_identity():
 
 
 def test_permutations_are_deterministic_and_seeded():
-    assert torch.equal(benchmarks.permutation(3, 784, 0), benchmarks.permutation(3, 784, 0))
-    assert not torch.equal(benchmarks.permutation(3, 784, 0), benchmarks.permutation(3, 784, 1))
-    a = benchmarks.permuted(toy_data(), 3, 5)
-    b = benchmarks.permuted(toy_data(), 3, 5)
+    assert torch.equal(tasks_mod.permutation(3, 784, 0), tasks_mod.permutation(3, 784, 0))
+    assert not torch.equal(tasks_mod.permutation(3, 784, 0), tasks_mod.permutation(3, 784, 1))
+    a = tasks_mod.permuted(toy_data(), 3, 5)
+    b = tasks_mod.permuted(toy_data(), 3, 5)
     assert all(torch.equal(x.x_test, y.x_test) for x, y in zip(a, b))
 
 

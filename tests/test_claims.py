@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from optbias import claims as C
-from optbias.metrics import summarize
+from optbias.paper import claims as C
+from optbias.continual.metrics import summarize
 from optbias.stats import bootstrap_diff_ci
-from optbias.summary import summarize_runs
+from optbias.continual.summary import summarize_runs
 
 PAPER = REPO / "paper"
 
@@ -180,24 +180,23 @@ def test_provenance_rejects_a_missing_rule_and_a_foreign_output():
         C.check_provenance([{"id": "Y", "rule": "summarize", "output": "data/sweep/selected.json"}], RULES)
 
 
-def test_audit_cli_writes_the_table_and_fails_on_a_missing_output(tmp_path):
-    from optbias.cli import main
-
+def test_run_audit_writes_the_table_and_fails_on_a_missing_output(tmp_path):
     (tmp_path / "data/summary").mkdir(parents=True)
     doc = permuted_summary({"sgd": [0.9, 0.8], "adamw": [0.9, 0.9], "shampoo": [0.2, 0.3]})
     (tmp_path / "data/summary/permuted.json").write_text(json.dumps(doc))
     claims = {"claims": [real_claim("C3a")]}
     (tmp_path / "claims.yaml").write_text(yaml.safe_dump(claims))
-    args = ["audit", "--claims", str(tmp_path / "claims.yaml"), "--rule-outputs", json.dumps(RULES),
-            "--root", str(tmp_path), "--output-md", str(tmp_path / "audit.md"),
-            "--output-json", str(tmp_path / "audit.json")]
-    assert main(args) == 0
+    def run():
+        return C.run_audit(tmp_path / "claims.yaml", RULES, tmp_path / "audit.md", tmp_path / "audit.json", tmp_path)
+
+    run()
     result = json.loads((tmp_path / "audit.json").read_text())
     assert result["counts"] == {"SUPPORTED": 0, "NOT SUPPORTED": 1, "INCONCLUSIVE": 0}
     md = (tmp_path / "audit.md").read_text()
     assert '<a id="claim-C3a"></a>**C3a**' in md and "**NOT SUPPORTED**" in md and "`summarize`" in md
     (tmp_path / "data/summary/permuted.json").unlink()
-    assert main(args) == 1  # a clear one-line error, not a verdict
+    with pytest.raises(C.ClaimError, match="output data/summary/permuted.json does not exist; build it first"):
+        run()  # a clear error, not a verdict
 
 
 # --- the claims files and the paper agree -----------------------------------------------------------

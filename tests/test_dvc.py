@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, TINY_PP, snakemake, write_config
-from optbias import tracking
+from conftest import FIGURE_RULES, REPO, TINY_CONFIG, TINY_PP, scheduled, snakemake, write_config
+from optbias.versioning import tracking
 
 # What a clone of the repository holds that the pipeline and DVC need (no data, no checkpoints).
 CODE = ["Snakefile", "workflow", "src/optbias", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
@@ -96,7 +96,7 @@ def test_every_output_of_the_dag_lies_under_exactly_one_dvc_output(tmp_path):
             continue
         owners = _owners(path, outs)
         assert len(owners) == 1, (f"{path} (a Snakemake output) lies under {owners or 'no'} DVC output; add its "
-                                  "directory to a stage's outs in dvc.yaml and its target to workflow/rules/dvc.smk")
+                                  "directory to a stage's outs in dvc.yaml and its target to workflow/rules/versioning.smk")
     # Every DVC output directory is really produced, so `dvc repro`/`dvc commit` never miss one.
     for out in outs:
         assert any(path == out or path.startswith(out + "/") for path in files), f"{out}: no Snakemake rule writes it"
@@ -142,13 +142,6 @@ def _round_trip_config() -> dict:
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def _jobs(log: str) -> dict[str, int]:
-    """Snakemake's "Job stats" table: rule -> number of jobs."""
-    lines = log.split("Job stats:", 1)[1].splitlines()[3:]
-    rows = [line.split() for line in lines[: next(i for i, ln in enumerate(lines) if ln.startswith("total"))]]
-    return {rule: int(count) for rule, count in rows}
 
 
 def _lock_out(lock: dict, stage: str, path: str) -> dict:
@@ -213,9 +206,9 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     figures = {p.name: p.read_bytes() for p in (clone / "figures").iterdir()}
     shutil.rmtree(clone / "figures")
     rerun = clone_snakemake("--cores", "2")
-    jobs = _jobs(rerun.stdout + rerun.stderr)
-    assert {"figure_permuted", "figure_accuracy_matrices", "figure_sweep", "all"} <= set(jobs)
-    assert all(rule.startswith("figure_") or rule == "all" for rule in jobs), jobs  # no training, no probes
+    jobs = scheduled(rerun.stdout + rerun.stderr)
+    assert {"first_task_accuracy", "accuracy_matrices", "lr_sweep", "all"} <= set(jobs)
+    assert set(jobs) <= FIGURE_RULES | {"all"}, jobs  # no training, no probes
     assert {p.name: p.read_bytes() for p in (clone / "figures").iterdir()} == figures
     status = _sh([py, "-m", "dvc", "status"], clone, env)
     assert "up to date" in status.stdout, status.stdout
@@ -234,12 +227,12 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     refused = _sh([py, "-m", "optbias", "pull"], clone, env, check=False)
     assert refused.returncode == 1 and "not what dvc.lock records" in refused.stderr, refused.stdout + refused.stderr
     dry = clone_snakemake("-n")
-    jobs = _jobs(dry.stdout + dry.stderr)
+    jobs = scheduled(dry.stdout + dry.stderr)
     assert jobs["train"] == 1 and "sweep_train" not in jobs and "fetch" not in jobs, jobs  # sgd only
 
 
 def test_pull_outside_a_dvc_repository_says_where_to_run_it(tmp_path):
-    from optbias.pull import PullError, pull
+    from optbias.versioning.pull import PullError, pull
 
     with pytest.raises(PullError, match="no dvc.yaml .* run `optbias pull` from the repository root"):
         pull(tmp_path)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from optbias import metrics
+from optbias.continual import metrics
 
 # R[i][j]: accuracy on task j after training task i.
 R = [

@@ -45,3 +45,30 @@ def test_ablation_seeds_must_be_headline_seeds():
     cfg["ablation"]["seeds"] = [0, 7]
     with pytest.raises(C.ConfigError, match=r"ablation.seeds: \[7\] not in seeds \[0, 1\]"):
         C.check(cfg)
+
+
+def test_signatures_read_from_source_equal_the_imported_ones():
+    """check() reads constructor signatures without importing torch; they must be the real ones."""
+    from optbias.optim import registry
+
+    for name in registry.known():
+        from_source = registry._parameters_from_source(*registry.REGISTRY[name].split(":"))
+        assert from_source is not None, name  # every built-in type is read from source, no import
+        assert tuple(from_source) == tuple(registry._parameters_from_import(registry.resolve(name))), name
+
+
+def test_a_reexport_is_followed_and_an_inherited_constructor_is_imported(monkeypatch, tmp_path):
+    from optbias.optim import registry
+
+    # torch.optim re-exports SGD from torch.optim.sgd: followed in the source, nothing imported.
+    monkeypatch.setitem(registry.REGISTRY, "sgd_reexported", "torch.optim:SGD")
+    assert registry._parameters_from_source("torch.optim", "SGD") is not None
+    assert registry.hyperparameters("sgd_reexported") == registry.hyperparameters("sgd")
+    # A class that inherits its __init__ says nothing in its source: the class is imported instead.
+    (tmp_path / "my_optimizers.py").write_text("import torch\n\n\nclass Child(torch.optim.SGD):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.REGISTRY, "child", "my_optimizers:Child")
+    assert registry._parameters_from_source("my_optimizers", "Child") is None
+    assert registry.hyperparameters("child") == registry.hyperparameters("sgd")
+    with pytest.raises(registry.OptimizerConfigError, match="child does not take betas"):
+        registry.check("c", {"type": "child", "lr": 0.1, "betas": (0.9, 0.99)})

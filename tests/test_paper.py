@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEMAKE
-from optbias import claims as C
-from optbias import paper as P
-from optbias.metrics import summarize
-from optbias.summary import ablation_table, summarize_by_benchmark, summarize_runs
-from optbias.sweep import select as sweep_select
+from optbias.paper import claims as C
+from optbias.paper import render as P
+from optbias.continual.metrics import summarize
+from optbias.continual.summary import ablation_table, summarize_by_benchmark, summarize_runs
+from optbias.continual.sweep import select as sweep_select
 
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
 RULE_OUTPUTS = {"summarize": ["data/summary/{benchmark}.json"], "sweep_select": ["data/sweep/selected.json"],

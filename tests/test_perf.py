@@ -2,7 +2,7 @@
 
 import pytest
 
-from optbias import perf
+from optbias.optim import perf
 
 
 def test_flop_counts_match_hand_computation():

@@ -18,16 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from optbias.models import MLP
-from optbias.powerprop import (
-    PowerProp,
-    PowerpropAdam,
-    PowerpropSGD,
-    effective_weights,
-    powerprop_jacobian,
-    powerprop_preconditioner,
-    powerprop_reparametrize,
-    to_plain_state_dict,
-)
+from optbias.optim.powerprop import PowerpropAdam, PowerpropSGD, powerprop_jacobian, powerprop_preconditioner
+from optbias.powerprop.reparam import PowerProp, effective_weights, powerprop_reparametrize, to_plain_state_dict
 
 SGD_LRS = [1e-2, 5e-3, 2.5e-3, 1.25e-3]
 ADAM_LRS = [1e-3, 5e-4, 2.5e-4, 1.25e-4]  # Adam moves every weight by ~lr, so smaller steps

@@ -9,11 +9,14 @@ import json
 import pytest
 import torch
 
-from optbias import config as config_mod
-from optbias import data, optim, powerprop_equivalence, powerprop_runs
-from optbias.models import MLP
 from conftest import TINY_PP
-from optbias.powerprop import PowerpropAdam, PowerpropSGD
+from optbias import config as config_mod
+from optbias import data, optim
+from optbias.models import MLP
+from optbias.optim.powerprop import PowerpropAdam, PowerpropSGD
+from optbias.powerprop import equivalence as powerprop_equivalence
+from optbias.powerprop import runs as powerprop_runs
+from optbias.powerprop import summary as powerprop_summary
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +43,8 @@ def test_missing_alpha_is_named_with_the_fix():
     # ... and through the powerprop block, naming the method
     pp = copy.deepcopy(TINY_PP)
     pp["methods"]["ppsgd-a2"]["optimizer"] = {"type": "powerprop_sgd"}
-    with pytest.raises(powerprop_runs.PowerpropConfigError, match=r"powerprop\.methods\.ppsgd-a2.*needs alpha"):
-        powerprop_runs.check_config(pp)
+    with pytest.raises(config_mod.ConfigError, match=r"powerprop\.methods\.ppsgd-a2.*needs alpha"):
+        config_mod.check_powerprop(pp)
 
 
 @pytest.mark.parametrize(("edit", "match"), [
@@ -53,8 +56,8 @@ def test_missing_alpha_is_named_with_the_fix():
 def test_bad_powerprop_block_is_named(edit, match):
     pp = copy.deepcopy(TINY_PP)
     edit(pp)
-    with pytest.raises(powerprop_runs.PowerpropConfigError, match=match):
-        powerprop_runs.check_config(pp)
+    with pytest.raises(config_mod.ConfigError, match=match):
+        config_mod.check_powerprop(pp)
 
 
 def test_method_forms():
@@ -67,7 +70,7 @@ def test_method_forms():
 def test_equivalence_study_reports_first_order_and_exact_alpha_one():
     gen = torch.Generator().manual_seed(0)
     x, y = torch.rand(200, 30, generator=gen), torch.randint(0, 10, (200,), generator=gen)
-    cfg = {"alphas": [2, 3], "steps": 5, "batch_size": 16, "seed": 0,
+    cfg = {"alphas": [2, 3], "steps": 5, "batch_size": 16, "seed": 0, "threads": 1,
            "sgd_lrs": [0.01, 0.02, 0.04, 0.08], "adam_lrs": [4e-5, 2e-5, 1e-5]}
     out = powerprop_equivalence.study(x, y, {"hidden": [16, 16]}, cfg)
     sgd = out["forms"]["sgd"]
@@ -136,12 +139,17 @@ def test_sweep_picks_the_best_validation_score_and_records_divergence(dataset):
 def test_summary_means_and_cis():
     def result(name, accs, sparse):
         return {"method": name, "method_cfg": {"optimizer": {"type": "sgd"}}, "form": "baseline", "lr": 0.1,
+                "task": "all-digits",
                 "sparsity_threshold": 1e-3, "prune_fractions": [0, 0.5],
                 "runs": [{"seed": i, "status": "ok", "test_accuracy": a, "sparsity_fraction": s,
                           "pruned_accuracy": {"0": a, "0.5": a / 2}} for i, (a, s) in enumerate(zip(accs, sparse))]
                 + [{"seed": 9, "status": "diverged"}]}
-    out = powerprop_runs.summarize([result("b", [0.8, 0.9], [0.1, 0.3]), result("a", [0.5, 0.7], [0.0, 0.0])], ["a", "b"])
-    assert out["order"] == ["a", "b"]
+    def selection(name, lr):
+        return {"method": name, "selected_lr": lr, "edge_of_grid": False, "candidates": [{"lr": lr, "score": 0.5}]}
+
+    out = powerprop_summary.summarize([result("b", [0.8, 0.9], [0.1, 0.3]), result("a", [0.5, 0.7], [0.0, 0.0])],
+                                      [selection("a", 0.1), selection("b", 0.3)], ["a", "b"])
+    assert out["order"] == ["a", "b"] and out["selection"]["b"]["selected_lr"] == 0.3
     b = out["methods"]["b"]
     assert b["test_accuracy"]["mean"] == pytest.approx(0.85) and b["test_accuracy"]["per_seed"] == [0.8, 0.9]
     assert b["sparsity_fraction"]["mean"] == pytest.approx(0.2)
@@ -150,7 +158,7 @@ def test_summary_means_and_cis():
     assert 0.8 <= low <= 0.85 <= high <= 0.9
     assert b["seeds"] == [0, 1] and b["diverged_seeds"] == [9]
     with pytest.raises(ValueError, match="no results for c"):
-        powerprop_runs.summarize([result("a", [0.5], [0.0])], ["a", "c"])
+        powerprop_summary.summarize([result("a", [0.5], [0.0])], [], ["a", "c"])
 
 
 # --------------------------------------------------------------------------- end to end

@@ -12,8 +12,9 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_CONFIG, snakemake, write_config
-from optbias import benchmarks, probe_run
+from conftest import TINY_CONFIG, scheduled, snakemake, write_config
+from optbias.continual import tasks as tasks_mod
+from optbias.probes import run as probe_run
 
 
 def test_linear_probe_pairs():
@@ -33,7 +34,7 @@ def _fake_data(n_per_class: int = 6) -> dict[str, torch.Tensor]:
 
 def test_probe_set_covers_every_class_and_is_fixed():
     data = _fake_data()
-    for tasks in (benchmarks.class_incremental(data), benchmarks.permuted(data, n_tasks=3)):
+    for tasks in (tasks_mod.class_incremental(data), tasks_mod.permuted(data, n_tasks=3)):
         x, y = probe_run.probe_set(tasks, per_class=4, seed=0)
         assert torch.bincount(y).tolist() == [4] * 10 and x.shape == (40, 784)
         x2, y2 = probe_run.probe_set(tasks, per_class=4, seed=0)
@@ -41,16 +42,30 @@ def test_probe_set_covers_every_class_and_is_fixed():
         x3, _ = probe_run.probe_set(tasks, per_class=4, seed=1)
         assert not torch.equal(x, x3)
     # Permuted MNIST: the probe set shows the unpermuted images (task 0), at every checkpoint.
-    perm = benchmarks.permuted(data, n_tasks=3)
+    perm = tasks_mod.permuted(data, n_tasks=3)
     x, _ = probe_run.probe_set(perm, per_class=6, seed=0)
     assert {tuple(r) for r in x.tolist()} == {tuple(r) for r in perm[0].x_test.tolist()}
 
 
-def test_settings_defaults_and_bad_pair_mode():
-    assert probe_run.settings({})["srank_delta"] == 0.01
-    assert probe_run.settings({"probes": {"probe_set_per_class": 3}})["probe_set_per_class"] == 3
-    with pytest.raises(ValueError, match="linear_probe_pairs.permuted"):
-        probe_run.settings({"probes": {"linear_probe_pairs": {"permuted": "some"}}})
+def test_probe_settings_take_their_defaults_from_the_schema_and_reject_a_bad_pair_mode():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from conftest import REPO
+
+    schema = str(REPO / "workflow/schemas/config.schema.yaml")
+    config = copy.deepcopy(TINY_CONFIG)  # no probes block at all
+    validate(config, schema)
+    assert config["probes"] == {"probe_set_per_class": 50, "probe_set_seed": 0, "srank_delta": 0.01,
+                                "ridge_lambdas": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], "ridge_val_fraction": 0.2,
+                                "ridge_split_seed": 0, "linear_probe_layers": "last", "linear_probe_pairs": {},
+                                "threads": 1}
+    partial = {**copy.deepcopy(TINY_CONFIG), "probes": {"probe_set_per_class": 3}}
+    validate(partial, schema)
+    assert partial["probes"]["probe_set_per_class"] == 3 and partial["probes"]["srank_delta"] == 0.01
+    bad = {**copy.deepcopy(TINY_CONFIG), "probes": {"linear_probe_pairs": {"permuted": "some"}}}
+    with pytest.raises(WorkflowError, match="some"):
+        validate(bad, schema)
 
 
 def _probe_config() -> dict:
@@ -101,7 +116,7 @@ def test_probe_rules_run_after_training_and_a_probe_setting_does_not_retrain(tmp
     config["probes"]["probe_set_per_class"] = 12
     write_config(tmp_path, config)
     proc = snakemake(tmp_path, "-n", check=True)
-    out = proc.stdout + proc.stderr
-    assert "rule probe:" in out and "rule figure_cosine_heatmaps:" in out and "rule summarize_probes:" in out
-    assert "rule train:" not in out
-    assert "rule figure_class_incremental:" not in out  # figures that do not read probes stay
+    jobs = scheduled(proc.stdout + proc.stderr)
+    assert {"probe", "cosine_heatmaps", "summarize_probes"} <= set(jobs)
+    assert "train" not in jobs
+    assert "final_accuracy" not in jobs  # figures that do not read probes stay

@@ -1,4 +1,4 @@
-"""Hand-computed checks of the representation probes (optbias.probes)."""
+"""Hand-computed checks of the representation probes (optbias.probes.measures)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from optbias.probes import (
+from optbias.probes.measures import (
     activation_sparsity,
     class_mean_cosine_similarity,
     dead_units,
@@ -224,7 +224,7 @@ def test_probe_scoring_masks_classes_unseen_in_training():
     # With an unshrunk bias, ridge scores of the seen classes sum to 1 and unseen classes score
     # 0, so the fitted probe never prefers an unseen class; the mask makes that a guarantee.
     # Check the mask itself with scores that do favour an unseen class (class 0).
-    from optbias.probes import _accuracy
+    from optbias.probes.measures import _accuracy
 
     x = torch.zeros(2, 3, dtype=torch.float64)
     w = torch.zeros(3, 3, dtype=torch.float64)
@@ -304,7 +304,7 @@ def test_fast_path_centered_constant_matrix_is_zero():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fast_linear_probe_equals_reference_path(seed):
-    from optbias.probes import _check_probe_inputs, _linear_probe_reference
+    from optbias.probes.measures import _check_probe_inputs, _linear_probe_reference
 
     g = torch.Generator().manual_seed(seed)
     n, d = 600, 24
@@ -332,7 +332,7 @@ def test_linear_probe_on_shuffled_labels_of_separable_features_is_near_chance():
 
 # --------------------------------------------------------------------------- weight distance (claim 9)
 def test_relative_weight_distance_on_a_hand_computed_case():
-    from optbias.weight_distance import relative_distance
+    from optbias.probes.weights import relative_distance
 
     w0 = {"w": torch.tensor([[0.0, 6.0]]), "b": torch.tensor([8.0])}   # ||w0|| = 10
     a = {"w": torch.tensor([[3.0, 0.0]]), "b": torch.tensor([1.0])}
@@ -345,14 +345,14 @@ def test_relative_weight_distance_on_a_hand_computed_case():
 
 
 def test_weight_distances_pair_runs_by_seed_from_their_common_initialization(tmp_path):
-    from optbias import train
-    from optbias.weight_distance import weight_distances
+    from optbias import models
+    from optbias.probes.weights import weight_distances
 
     model = {"hidden": [4]}
     runs, dirs = [], []
     for opt, seeds, shift in (("sgd", [0, 1], 0.0), ("adam", [0, 1], 0.5), ("shampoo", [1], 0.0)):
         for seed in seeds:
-            w0 = train.init_model(seed, model).state_dict()
+            w0 = models.init_model(seed, model).state_dict()
             final = {k: v + shift for k, v in w0.items()}  # sgd and shampoo end at w0, adam moved by 0.5
             d = tmp_path / opt / f"seed{seed}"
             d.mkdir(parents=True)
@@ -364,7 +364,7 @@ def test_weight_distances_pair_runs_by_seed_from_their_common_initialization(tmp
     assert list(out["pairs"]) == ["sgd~adam", "sgd~shampoo", "adam~shampoo"]
     assert out["pairs"]["sgd~shampoo"] == {"mean": 0.0, "ci95": [0.0, 0.0], "per_seed": [0.0], "seeds": [1]}
     for seed, value in zip([0, 1], out["pairs"]["sgd~adam"]["per_seed"]):
-        w0 = train.init_model(seed, model).state_dict()
+        w0 = models.init_model(seed, model).state_dict()
         n = sum(v.numel() for v in w0.values())
         norm0 = float(torch.sqrt(sum((v.double() ** 2).sum() for v in w0.values())))
         assert value == pytest.approx(0.5 * n ** 0.5 / norm0)  # ||0.5 * 1|| / ||w0||

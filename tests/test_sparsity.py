@@ -1,11 +1,11 @@
-"""Sparsity measures on hand-computed state_dicts (optbias.sparsity)."""
+"""Sparsity measures on hand-computed state_dicts (optbias.powerprop.sparsity)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from optbias import sparsity
+from optbias.powerprop import sparsity
 
 
 def _sd() -> dict[str, torch.Tensor]:

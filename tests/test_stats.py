@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from optbias.stats import bootstrap_ci
-from optbias.summary import summarize_runs
+from optbias.continual.summary import summarize_runs
 
 
 def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():
@@ -42,7 +42,7 @@ def test_summarize_runs_groups_by_optimizer():
 
 
 def test_summarize_runs_lists_diverged_seeds_and_averages_the_finished_ones():
-    from optbias.summary import ablation_table
+    from optbias.continual.summary import ablation_table
 
     def run(seed, last, status="ok"):
         r = {"benchmark": "b", "optimizer": "v", "seed": seed, "tasks": ["t0", "t1"], "status": status}
@@ -66,3 +66,13 @@ def test_only_ablation_variants_record_divergence():
     config = {"train": {"threads": 1}, "ablation": {"base": "s", "variants": {"v": {"train": {"reset_optimizer": True}}}}}
     assert train_overrides(config, "s") == {"threads": 1}  # headline runs still fail loudly on NaN
     assert train_overrides(config, "v") == {"threads": 1, "on_divergence": "record", "reset_optimizer": True}
+
+
+def test_seed_stat_is_the_one_shape_of_a_statistic_over_seeds():
+    from optbias.stats import seed_stat
+
+    assert seed_stat([0.5]) == {"mean": 0.5, "ci95": [0.5, 0.5], "per_seed": [0.5]}
+    out = seed_stat((0.2, 0.4, 0.6), seeds=(3, 1, 2))
+    assert out["mean"] == pytest.approx(0.4) and out["per_seed"] == [0.2, 0.4, 0.6] and out["seeds"] == [3, 1, 2]
+    assert 0.2 <= out["ci95"][0] < 0.4 < out["ci95"][1] <= 0.6
+    assert out["ci95"] == list(bootstrap_ci([0.2, 0.4, 0.6])[1:])

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from optbias import data, fileio, train
+from optbias import data, engine, fileio, models
+from optbias.continual import train
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def spec(optimizer_cfg, optimizer="opt", benchmark="class_incremental", seed=0, 
         bench_cfg = {"n_tasks": 2, "epochs_per_task": 1, "batch_size": 256, **bench}
     return {"benchmark": benchmark, "benchmark_cfg": bench_cfg, "optimizer": optimizer,
             "optimizer_cfg": optimizer_cfg, "seed": seed, "model": {"hidden": [16]},
-            "train": {"device": "cpu", "threads": 1, "loss_log_every": 2}}
+            "train": {"device": "cpu", "threads": 1, "reset_optimizer": False, "loss_log_every": 2}}
 
 
 def strip_timing(metrics: dict) -> dict:
@@ -53,23 +54,23 @@ def test_different_seeds_differ(dataset):
 
 
 def test_every_optimizer_starts_from_the_same_weights():
-    a = train.init_model(3, {"hidden": [16]})
+    a = models.init_model(3, {"hidden": [16]})
     torch.manual_seed(123)  # global RNG state must not matter
-    b = train.init_model(3, {"hidden": [16]})
+    b = models.init_model(3, {"hidden": [16]})
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    c = train.init_model(4, {"hidden": [16]})
+    c = models.init_model(4, {"hidden": [16]})
     assert not torch.equal(a.head.weight, c.head.weight)
 
 
 def test_checkpoints_load_with_weights_only_and_reproduce_R(dataset, tmp_path):
     result = train.train_run(spec({"type": "sgd", "lr": 0.1}), dataset, checkpoint_dir=tmp_path / "checkpoints",
                              progress=False)
-    model = train.init_model(0, {"hidden": [16]})
+    model = models.init_model(0, {"hidden": [16]})
     model.load_state_dict(torch.load(tmp_path / "checkpoints/task1.pt", weights_only=True))
-    from optbias import benchmarks
+    from optbias.continual import tasks as tasks_mod
 
-    tasks = benchmarks.class_incremental(data.load(dataset), [(0, 1), (2, 3)])
-    assert [train.accuracy(model, t.x_test, t.y_test) for t in tasks] == result["R"][-1]
+    tasks = tasks_mod.class_incremental(data.load(dataset), [(0, 1), (2, 3)])
+    assert [engine.accuracy(model, t.x_test, t.y_test) for t in tasks] == result["R"][-1]
 
 
 def test_R_rows_are_filled_after_each_task_and_metrics_follow(dataset):
@@ -81,7 +82,7 @@ def test_R_rows_are_filled_after_each_task_and_metrics_follow(dataset):
 
 
 def test_nan_loss_stops_with_a_clear_error(dataset, tmp_path):
-    with pytest.raises(train.DivergenceError, match=r"class_incremental/opt/seed0: the training loss became (nan|inf).*Lower optimizers\.opt\.lr \(now 1e\+30\)"):
+    with pytest.raises(engine.DivergenceError, match=r"class_incremental/opt/seed0: the training loss became (nan|inf).*Lower optimizers\.opt\.lr \(now 1e\+30\)"):
         train.train_run(spec({"type": "sgd", "lr": 1e30}), dataset, tmp_path / "metrics.json", progress=False)
     assert not (tmp_path / "metrics.json").exists()
 
@@ -102,9 +103,9 @@ def test_reset_optimizer_changes_adam_trajectory(dataset):
 
 
 def test_pick_device():
-    assert train.pick_device("cpu") == torch.device("cpu")
+    assert engine.pick_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert train.pick_device("auto").type == expected
+    assert engine.pick_device("auto").type == expected
 
 
 def test_divergence_can_be_recorded_instead_of_raised(dataset, tmp_path):
@@ -127,36 +128,32 @@ def test_validation_split_is_held_out_of_training_and_scored(dataset):
 
 
 def test_split_validation_is_stratified_and_disjoint():
-    from optbias import benchmarks
+    from optbias.continual import tasks as tasks_mod
 
     y = torch.arange(2).repeat_interleave(50)
     x = torch.arange(100, dtype=torch.float32)[:, None].repeat(1, 3)
-    task = benchmarks.Task("t", (0, 1), x, y, x[:10], y[:10])
-    fit, val = benchmarks.split_validation(task, 0.2, seed=0)
+    task = tasks_mod.Task("t", (0, 1), x, y, x[:10], y[:10])
+    fit, val = tasks_mod.split_validation(task, 0.2, seed=0)
     assert len(fit.y_train) == 80 and len(val.y_test) == 20
     assert torch.bincount(val.y_test).tolist() == [10, 10]
     assert not set(fit.x_train[:, 0].tolist()) & set(val.x_test[:, 0].tolist())
     assert torch.equal(fit.x_test, task.x_test)  # the real test split is untouched
 
 
-def test_cli_reports_a_recorded_divergence_without_crashing(dataset, tmp_path, capsys):
-    from optbias import cli
-
+def test_a_recorded_divergence_is_reported_in_one_line_without_crashing(dataset, tmp_path, capsys):
     s = spec({"type": "sgd", "lr": 1e30})
     s["train"]["on_divergence"] = "record"
-    assert cli.main(["train", "--spec", json.dumps(s), "--data", str(dataset), "--metrics",
-                     str(tmp_path / "m.json"), "--no-progress"]) == 0
-    assert capsys.readouterr().out.startswith("diverged: ")
+    (result,) = train.train_runs([s], dataset, [tmp_path / "m.json"], progress=False)
+    assert result["status"] == "diverged"
+    assert capsys.readouterr().out.startswith("diverged: class_incremental/opt/seed0: the training loss became")
 
 
 def test_runs_in_one_process_equal_runs_on_their_own(dataset, tmp_path):
     """The workflow trains every seed of an optimizer in one process; nothing may leak between runs."""
     specs = [spec({"type": "shampoo", "lr": 0.05}, seed=s) for s in (0, 1)] + [spec({"type": "sgd", "lr": 0.05}, seed=1)]
     paths = [tmp_path / f"batch/{i}/metrics.json" for i in range(3)]
-    seen = []
-    batch = train.train_runs(specs, dataset, paths, [p.parent / "checkpoints" for p in paths], progress=False,
-                             report=lambda r: seen.append(r["seed"]))
-    assert seen == [0, 1, 1] and all(p.exists() for p in paths)
+    batch = train.train_runs(specs, dataset, paths, [p.parent / "checkpoints" for p in paths], progress=False)
+    assert [r["seed"] for r in batch] == [0, 1, 1] and all(p.exists() for p in paths)
     for i, s in enumerate(specs):
         alone = train.train_run(s, dataset, None, tmp_path / f"alone/{i}", progress=False)
         assert strip_timing(batch[i]) == strip_timing(alone)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import copy_run, snakemake, write_config
+from conftest import FIGURE_RULES, REPO, copy_run, scheduled, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +95,35 @@ def test_second_dry_run_has_nothing_to_do(finished_run):
     workdir, _ = finished_run
     proc = snakemake(workdir, "-n", check=True)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_the_console_shows_one_line_per_job_and_no_specs(finished_run, tmp_path):
+    """The local profile: each job is its `message:` line; specs and shell commands stay out of the console."""
+    workdir = copy_run(finished_run[0], tmp_path / "run")
+    run = "data/runs/permuted/sgd/seed0/metrics.json"
+    proc = snakemake(workdir, "--profile", str(REPO / "workflow/profiles/local"), "--cores", "2", run,
+                     "figures/lr_sweep.pdf", "--forcerun", "train", "lr_sweep", check=True)
+    out = proc.stdout + proc.stderr
+    assert "train permuted/sgd: 2 seeds" in out and "figure figures/lr_sweep.pdf" in out
+    for noise in ('"benchmark_cfg"', "optimizer_cfg", "Shell command", "rule train:", "Reason:"):
+        assert noise not in out, noise
+    assert "permuted/sgd/seed0: average accuracy" in (workdir / "logs/train/permuted/sgd.log").read_text()
+
+
+def test_editing_a_figure_function_redraws_figures_and_the_paper_never_training(finished_run):
+    """Code is an input of the fast rules: a changed figure module reruns its figures and what cites them."""
+    workdir, _ = finished_run
+    module = REPO / "src/optbias/continual/figures.py"
+    original = module.read_bytes()
+    try:
+        module.write_bytes(original + b"\n# an edit\n")
+        jobs = scheduled((lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", check=True)))
+    finally:
+        module.write_bytes(original)
+    assert {"final_accuracy", "first_task_accuracy", "accuracy_matrices", "lr_sweep", "shampoo_ablation",
+            "paper_figure", "audit", "paper"} <= set(jobs), jobs
+    assert set(jobs) <= FIGURE_RULES | {"audit", "paper", "all"}, jobs  # no training, summaries or probes
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", check=True))
 
 
 def test_rerun_of_a_job_reproduces_its_metrics_and_checkpoints(finished_run, tmp_path):

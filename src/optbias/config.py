@@ -1,14 +1,22 @@
 """Semantic checks and expansion of a workflow config, on top of the JSON schema.
 
-The schema (workflow/schemas/config.schema.yaml) catches misspelt keys and wrong types; this
-module catches names that only the library knows: datasets, benchmarks, optimizer types and their
-hyperparameters, and the references between config blocks (ablation base, swept optimizers).
-Both run when the Snakefile is parsed, so a bad config stops before any job starts.
+All of a config's defaults and checks live in two places. The schema
+(workflow/schemas/config.schema.yaml) holds the structure, every key's type, default and
+description; this module holds what only the library knows: datasets, benchmarks, optimizer types
+and their hyperparameters, and the references between config blocks (ablation base, swept
+optimizers, Powerprop methods). Both run when the Snakefile is parsed, so a bad config stops
+before any job starts, and neither imports torch, so parsing stays fast.
+
+This module sits on top of the library: it imports the registries of the stages, and nothing in
+the library imports it.
 """
 
 from __future__ import annotations
 
-from . import benchmarks, data, optim
+import math
+
+from . import data, optim
+from .continual import benchmarks
 
 
 class ConfigError(ValueError):
@@ -46,6 +54,7 @@ def train_overrides(config: dict, name: str) -> dict:
 
 
 def check(config: dict) -> None:
+    """Check a schema-validated config for names the library does not know; raises ``ConfigError``."""
     dataset = config.get("dataset")
     if dataset not in data.SOURCES:
         raise ConfigError(f"dataset: unknown dataset {dataset!r}; known datasets: {', '.join(sorted(data.SOURCES))}")
@@ -68,3 +77,27 @@ def check(config: dict) -> None:
     for name in config.get("sweep", {}).get("lrs", {}):
         if name not in entries:
             raise ConfigError(f"sweep.lrs: {name!r} is not an optimizer or ablation variant; known: {', '.join(entries)}")
+    if config.get("powerprop"):
+        check_powerprop(config["powerprop"])
+
+
+def check_powerprop(cfg: dict) -> None:
+    """Check the ``powerprop`` block: every method can build its optimizer, alphas and pruning levels are valid.
+
+    Raises ``ConfigError`` naming the method and key (e.g. a missing alpha, an lr set in the entry).
+    """
+    for name, method in cfg["methods"].items():
+        if "lr" in method.get("optimizer", {}):
+            raise ConfigError(f"powerprop.methods.{name}.optimizer: remove lr; list candidates under "
+                              f"powerprop.methods.{name}.lrs and the validation rule picks one")
+        entry = {**method.get("optimizer", {}), "lr": method["lrs"][0]}
+        try:
+            optim.check(f"(powerprop.methods.{name}.optimizer)", entry)
+        except optim.OptimizerConfigError as err:
+            raise ConfigError(str(err)) from None
+        alpha = method.get("reparam_alpha")
+        if alpha is not None and not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 1):
+            raise ConfigError(f"powerprop.methods.{name}.reparam_alpha must be a number >= 1, got {alpha!r}")
+    fractions = cfg.get("prune_fractions", [])
+    if any(not 0 <= f <= 1 for f in fractions) or list(fractions) != sorted(fractions):
+        raise ConfigError(f"powerprop.prune_fractions must be increasing values in [0, 1], got {fractions}")

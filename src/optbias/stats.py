@@ -1,4 +1,8 @@
-"""Seed-level statistics: the mean and a percentile-bootstrap 95% CI (deterministic: seeded)."""
+"""Seed-level statistics: the mean and a percentile-bootstrap 95% CI (deterministic: seeded).
+
+``seed_stat`` is the one shape every summary uses for a statistic over seeds:
+``{"mean", "ci95": [low, high], "per_seed"}`` (plus ``"seeds"`` when given).
+"""
 
 from __future__ import annotations
 
@@ -40,3 +44,17 @@ def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.9
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means_x - means_y, [alpha, 1.0 - alpha])
     return float(x.mean() - y.mean()), float(low), float(high)
+
+
+def seed_stat(values: Sequence[float], seeds: Sequence[int] | None = None) -> dict:
+    """``{"mean", "ci95": [low, high], "per_seed"[, "seeds"]}`` of one value per seed (``bootstrap_ci``).
+
+    Every summary writes its statistics in this shape, so the claims audit and the paper read them
+    one way; the per-seed values travel with the mean so that two optimizers can be paired by seed.
+    Raises ``ValueError`` on an empty ``values``.
+    """
+    mean, low, high = bootstrap_ci(values)
+    out = {"mean": mean, "ci95": [low, high], "per_seed": list(values)}
+    if seeds is not None:
+        out["seeds"] = list(seeds)
+    return out

@@ -1,14 +1,19 @@
-import json
+# Helpers every rule file uses: config validation, the constants of the DAG, run specs, output
+# lists. Rule files hold rules only (snakemake --lint wants rules and functions apart).
+#
+# Parsing the Snakefile imports no torch: the config checks and the registries read names and
+# constructor signatures from source (optbias.config, optbias.optim.registry), so `snakemake -n`
+# answers in about a second.
 import os
 import re
-import shlex
-import sys
 
 from snakemake.utils import min_version, validate
 
-from optbias import benchmarks as _benchmarks
 from optbias import config as _config
 from optbias import optim as _optim
+from optbias.continual import benchmarks as _benchmarks
+from optbias.paper import claims as _claims
+from optbias.paper import render as _render
 
 min_version("8.0")
 
@@ -17,29 +22,38 @@ envvars:
     "PATH",
 
 
-# Structure first (names the bad key), then the names only the library knows (lists valid ones).
+# Structure and defaults first (names the bad key), then the names only the library knows (lists
+# the valid ones). Every default lives in the schema; the rules below read config keys directly.
 validate(config, schema="../schemas/config.schema.yaml")
 _config.check(config)
 
-# Jobs call the `optbias` command of the environment that runs snakemake (e.g. .venv), even when
-# that environment is not activated. Under --use-conda, the rule's conda env comes first instead.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# Job scripts run with the Python that runs snakemake (e.g. .venv), even when that environment is
+# not activated; under --use-conda, the rule's conda env instead.
 ENV = "../envs/optbias.yaml"
 DATASET = config["dataset"]
+DATA = {"data": f"data/raw/{DATASET}.pt", "manifest": f"data/raw/{DATASET}.pt.manifest.json"}
 BENCHMARKS = list(config["benchmarks"])
 OPTIMIZERS = list(config["optimizers"])  # the headline comparison, in legend order
 ENTRIES = _config.optimizer_entries(config)  # plus the Shampoo ablation's variants
 SEEDS = [int(s) for s in config["seeds"]]
+THREADS = config["train"]["threads"]
 ABLATION = config.get("ablation", {})
 ABLATION_ORDER = [ABLATION["base"], *ABLATION["variants"]] if ABLATION else []
 ABLATION_SEEDS = [int(s) for s in ABLATION.get("seeds", SEEDS)]  # a subset of SEEDS (config.check)
 SWEEP = config.get("sweep", {})
+POWERPROP = config.get("powerprop", {})
+PP_METHODS = list(POWERPROP.get("methods", {}))
+PP_SEEDS = [int(s) for s in POWERPROP.get("seeds", [])]
+PROBES = config["probes"]  # every key has its default from the schema
+PAPER = config.get("paper", {})
 RUN = "data/runs/{benchmark}/{optimizer}/seed{seed}"
 SWEEP_RUN = "data/sweep/{benchmark}/{optimizer}/lr{lr}"
+PP_DIR = "data/powerprop"
+PROBE = "data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json"
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in names)
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
 wildcard_constraints:
@@ -48,11 +62,22 @@ wildcard_constraints:
     seed=r"\d+",
     lr=r"[0-9][0-9.e+-]*",
     dataset=_alternatives([DATASET]),
+    pp_method=_alternatives(PP_METHODS),
 
 
-def quoted_json(obj):
-    """A JSON argument safe to paste into a shell command."""
-    return shlex.quote(json.dumps(obj, sort_keys=True))
+# ---- code as an input (showyourwork): the fast rules (summaries, figures, audit, paper) take the
+# library files they run as inputs, so editing a figure function redraws that figure and what
+# cites it. Training, probes and Powerprop runs do not: they rerun when their spec (params)
+# changes, never because a file was touched (README "What reruns").
+SRC = os.path.join(workflow.basedir, "src", "optbias")
+
+
+def code(*modules):
+    """Library source files, relative to src/optbias, as inputs of a rule."""
+    return [os.path.join(SRC, m) for m in modules]
+
+
+# ---- run specs (optbias.continual.types.RunSpec): everything that determines a run
 
 
 def run_spec(benchmark, optimizer, seed):
@@ -68,6 +93,14 @@ def run_spec(benchmark, optimizer, seed):
     }
 
 
+def sweep_spec(benchmark, optimizer, lr):
+    """A sweep run: one learning rate, the validation seed, a held-out split, divergence recorded."""
+    spec = run_spec(benchmark, optimizer, SWEEP["seed"])
+    spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(lr)}
+    spec["train"] = {**spec["train"], "validation_fraction": SWEEP["validation_fraction"], "on_divergence": "record"}
+    return spec
+
+
 def expected_cost(benchmark, optimizer, n_runs):
     """A job's priority: its expected run time in arbitrary units (passes over the data x step cost).
 
@@ -78,20 +111,38 @@ def expected_cost(benchmark, optimizer, n_runs):
     return n_runs * passes * _optim.relative_step_cost(ENTRIES[optimizer]["type"])
 
 
-def sweep_spec(benchmark, optimizer, lr):
-    """A sweep run: one learning rate, the validation seed, a held-out split, divergence recorded."""
-    spec = run_spec(benchmark, optimizer, SWEEP["seed"])
-    spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(lr)}
-    spec["train"] = {**spec["train"], "validation_fraction": SWEEP["validation_fraction"], "on_divergence": "record"}
-    return spec
+def powerprop_spec(method):
+    """Everything that determines one Powerprop method's runs (a change here reruns that method only)."""
+    return {
+        "name": method,
+        "method": POWERPROP["methods"][method],
+        "cfg": {k: v for k, v in POWERPROP.items() if k not in ("methods", "equivalence")},
+        "model_cfg": config["model"],
+    }
 
 
-def lr_label(lr):
-    return f"{float(lr):g}"
+# ---- file lists
 
 
 def run_metrics(benchmark, optimizers=OPTIMIZERS, seeds=SEEDS):
     return expand(f"{RUN}/metrics.json", benchmark=benchmark, optimizer=optimizers, seed=seeds)
+
+
+def run_checkpoints(benchmark, optimizers=OPTIMIZERS, seeds=SEEDS):
+    return expand(f"{RUN}/checkpoints", benchmark=benchmark, optimizer=optimizers, seed=seeds)
+
+
+def probe_outputs(benchmark):
+    return expand(PROBE, benchmark=benchmark, optimizer=OPTIMIZERS, seed=SEEDS)
+
+
+def all_benchmarks(files):
+    """``files(benchmark)`` for every benchmark, concatenated."""
+    return [f for b in BENCHMARKS for f in files(b)]
+
+
+def lr_label(lr):
+    return f"{float(lr):g}"
 
 
 def sweep_candidates():
@@ -108,6 +159,10 @@ def ablation_metrics(benchmark):
     return run_metrics(benchmark, ABLATION_ORDER, ABLATION_SEEDS)
 
 
+def powerprop_results():
+    return expand(f"{PP_DIR}/runs/{{pp_method}}/results.json", pp_method=PP_METHODS)
+
+
 def all_outputs():
     outputs = expand("data/summary/{benchmark}.json", benchmark=BENCHMARKS)
     outputs += expand("figures/accuracy_matrices_{benchmark}.pdf", benchmark=BENCHMARKS)
@@ -119,53 +174,60 @@ def all_outputs():
         outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
     if ABLATION:
         outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
-    outputs += powerprop_outputs()  # below; [] without a `powerprop:` block
-    outputs.append("data/metrics/headline.json")  # versioned by DVC, with the curves (dvc.smk)
-    # Probes (workflow/rules/probes.smk): per-run probes.json, summaries, four figures.
-    outputs += expand("data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json", benchmark=BENCHMARKS,
-                      optimizer=OPTIMIZERS, seed=SEEDS)
+    if POWERPROP:
+        outputs += ["data/summary/powerprop.json", f"{PP_DIR}/equivalence.json",
+                    "figures/powerprop_weight_magnitudes.pdf", "figures/powerprop_pruning.pdf"]
+    outputs.append("data/metrics/headline.json")  # versioned by DVC, with the curves (versioning.smk)
+    outputs += all_benchmarks(probe_outputs)
     outputs += expand("data/summary/probes_{benchmark}.json", benchmark=BENCHMARKS)
-    outputs.append("data/summary/weight_distance.json")  # claim 9, weights (workflow/rules/weights.smk)
+    outputs.append("data/summary/weight_distance.json")  # claim 9, weights
     outputs += ["figures/effective_rank.pdf", "figures/probe_vs_head_accuracy.pdf"]
     if "class_incremental" in BENCHMARKS:
         outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
-    if config.get("paper"):
+    if PAPER:
         outputs += ["paper/audit.md", "data/audit.json", "paper/build/paper.html"]
     return outputs
 
 
-# ---- Powerprop experiment (rules in powerprop.smk; empty without a `powerprop:` block)
-from optbias import powerprop_runs as _powerprop
-
-POWERPROP = config.get("powerprop", {})
-if POWERPROP:
-    _powerprop.check_config(POWERPROP)  # names the bad method and key (e.g. a missing alpha)
-PP_METHODS = list(POWERPROP.get("methods", {}))
-PP_SEEDS = [int(s) for s in POWERPROP.get("seeds", [])]
-PP_DIR = "data/powerprop"
+# ---- the paper and the claims audit (workflow/rules/paper.smk)
 
 
-wildcard_constraints:
-    pp_method=_alternatives(PP_METHODS) if PP_METHODS else "(?!)",
+def repo_path(path):
+    """A path of the paper block: absolute, or relative to the repository (the Snakefile's folder)."""
+    return path if os.path.isabs(path) else os.path.join(workflow.basedir, path)
 
 
-def powerprop_spec(wildcards):
-    """Everything that determines one method's runs (a change here reruns that method only)."""
-    settings = {k: v for k, v in POWERPROP.items() if k not in ("methods", "equivalence")}
+def paper_claims():
+    return _claims.load_claims(repo_path(PAPER["claims"]))
+
+
+def claimed_rule_outputs():
+    """rule -> output patterns, for the rules the claims name (fails on a rule that does not exist)."""
+    known = {r.name: [str(o) for o in r.output] for r in workflow.rules}
+    claims = paper_claims()
+    _claims.check_provenance(claims, known)
+    return {c["rule"]: known[c["rule"]] for c in claims}
+
+
+def audit_inputs(wildcards):
+    """The claims file, every claim's evidence and every figure a claim cites."""
+    claimed_rule_outputs()  # raises ClaimError naming the claim before any job runs
+    claims = paper_claims()
+    return {"claims": repo_path(PAPER["claims"]),
+            "evidence": sorted({c["output"] for c in claims}),
+            "figures": sorted({c["figure"] for c in claims if c["figure"].startswith("figures/")})}
+
+
+def paper_inputs(wildcards):
+    source = repo_path(PAPER["source"])
+    variables = repo_path(PAPER["variables"])
+    text = open(source).read()
     return {
-        "method": wildcards.pp_method,
-        "method_cfg": POWERPROP["methods"][wildcards.pp_method],
-        "cfg": settings,
-        "model": config["model"],
+        "source": source,
+        "variables": variables,
+        "audit_json": "data/audit.json",
+        "audit_md": "paper/audit.md",
+        "evidence": sorted(set(_render.variable_outputs(_render.load_variables(variables)))
+                           | set(_render.inline_outputs(text))),
+        "figures": _render.figure_paths(text),
     }
-
-
-def powerprop_outputs():
-    if not POWERPROP:
-        return []
-    return [
-        "data/summary/powerprop.json",
-        f"{PP_DIR}/equivalence.json",
-        "figures/powerprop_weight_magnitudes.pdf",
-        "figures/powerprop_pruning.pdf",
-    ]

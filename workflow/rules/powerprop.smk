@@ -1,18 +1,22 @@
-# Powerpropagation as an optimizer (PAPER.md example 2; claims 7 and 8): per method, choose the lr
-# on held-out data, train every seed, save plain effective-weight state_dicts, measure sparsity and
-# accuracy under magnitude pruning; separately, the trajectory-equivalence check.
+# Powerpropagation as an optimizer (src/optbias/powerprop/; PAPER.md example 2, claims 7 and 8):
+# per method, choose the lr on held-out data, train every seed, save plain effective-weight
+# state_dicts, measure sparsity and accuracy under magnitude pruning; separately, the
+# trajectory-equivalence check. Every rule is empty without a `powerprop:` config block.
+
+
 rule powerprop_method:
     """One method: choose its lr (one run per candidate on the validation seed, held-out split), then
     train every seed at that lr: plain state_dicts, accuracy, sparsity, pruning. One process."""
     input:
-        data=f"data/raw/{DATASET}.pt",
-        manifest=f"data/raw/{DATASET}.pt.manifest.json",
+        **DATA,
     output:
         selected=f"{PP_DIR}/sweep/{{pp_method}}.json",
         results=f"{PP_DIR}/runs/{{pp_method}}/results.json",
-        checkpoints=expand(f"{PP_DIR}/runs/{{{{pp_method}}}}/seed{{seed}}.pt", seed=PP_SEEDS),
+        checkpoints=expand(f"{PP_DIR}/runs/{{pp_method}}/seed{{seed}}.pt", seed=PP_SEEDS, allow_missing=True),
     params:
-        spec=lambda w: quoted_json(powerprop_spec(w)),
+        spec=lambda w: powerprop_spec(w.pp_method),
+    message:
+        "Powerprop {wildcards.pp_method}: choose the lr, then " + f"{len(PP_SEEDS)} seeds"
     threads: POWERPROP.get("threads", 1)
     log:
         "logs/powerprop/{pp_method}.log",
@@ -20,80 +24,92 @@ rule powerprop_method:
         "benchmarks/powerprop/{pp_method}.tsv"
     conda:
         ENV
-    shell:
-        "optbias powerprop-method --spec {params.spec} --data {input.data} --selected {output.selected} "
-        "--checkpoints {output.checkpoints} --output {output.results} > {log} 2>&1"
+    script:
+        "../scripts/powerprop/powerprop_method.py"
 
 
 rule powerprop_summary:
     """Per method and seed: test accuracy, near-zero fraction, accuracy at each pruning level; mean and CI."""
     input:
-        results=expand(f"{PP_DIR}/runs/{{pp_method}}/results.json", pp_method=PP_METHODS),
+        results=powerprop_results(),
         selected=expand(f"{PP_DIR}/sweep/{{pp_method}}.json", pp_method=PP_METHODS),
+        code=code("powerprop/summary.py", "stats.py"),
     output:
         "data/summary/powerprop.json",
     params:
         order=PP_METHODS,
+    message:
+        "summarize the Powerprop experiment"
     log:
         "logs/powerprop/summary.log",
     conda:
         ENV
-    shell:
-        "optbias powerprop-summary --inputs {input.results} --selected {input.selected} "
-        "--order {params.order} --output {output} > {log} 2>&1"
+    script:
+        "../scripts/powerprop/powerprop_summary.py"
 
 
 rule powerprop_equivalence:
     """Claim 7: gap between SGD/Adam on v and the Powerprop optimizer on w, against the lr."""
     input:
-        data=f"data/raw/{DATASET}.pt",
-        manifest=f"data/raw/{DATASET}.pt.manifest.json",
+        **DATA,
     output:
         f"{PP_DIR}/equivalence.json",
     params:
-        spec=quoted_json({"cfg": POWERPROP.get("equivalence", {}), "model": config["model"]}),
+        cfg=POWERPROP.get("equivalence", {}),
+        model_cfg=config["model"],
+    message:
+        "Powerprop trajectory equivalence"
     log:
         "logs/powerprop/equivalence.log",
     benchmark:
         "benchmarks/powerprop/equivalence.tsv"
     conda:
         ENV
-    shell:
-        "optbias powerprop-equivalence --spec {params.spec} --data {input.data} --output {output} > {log} 2>&1"
+    script:
+        "../scripts/powerprop/powerprop_equivalence.py"
 
 
-rule figure_powerprop_histograms:
-    """Weight-magnitude histograms (log10|w|) per method."""
+# ---- figures: rule, script and function share one name (optbias.powerprop.figures.<name>)
+
+
+rule magnitude_histograms:
+    """Figure: weight-magnitude histograms (log10|w|) per method."""
     input:
-        results=expand(f"{PP_DIR}/runs/{{pp_method}}/results.json", pp_method=PP_METHODS),
+        results=powerprop_results(),
+        code=code("powerprop/figures.py", "plotting.py"),
     output:
         pdf=report("figures/powerprop_weight_magnitudes.pdf", caption="../report/powerprop_weight_magnitudes.rst",
                    category="Powerprop"),
         png="figures/powerprop_weight_magnitudes.png",
     params:
         order=PP_METHODS,
+        title="Weight magnitudes after training (one task, all digits)",
+    message:
+        "figure {output.pdf}"
     log:
         "logs/figures/powerprop_weight_magnitudes.log",
     conda:
         ENV
-    shell:
-        "optbias powerprop-figure histograms --inputs {input.results} --order {params.order} --out {output} "
-        "--title 'Weight magnitudes after training (one task, all digits)' > {log} 2>&1"
+    script:
+        "../scripts/powerprop/magnitude_histograms.py"
 
 
-rule figure_powerprop_pruning:
-    """Test accuracy after global magnitude pruning against the pruned fraction, per method."""
+rule pruning_curves:
+    """Figure: test accuracy after global magnitude pruning against the pruned fraction, per method."""
     input:
-        results=expand(f"{PP_DIR}/runs/{{pp_method}}/results.json", pp_method=PP_METHODS),
+        results=powerprop_results(),
+        code=code("powerprop/figures.py", "plotting.py"),
     output:
         pdf=report("figures/powerprop_pruning.pdf", caption="../report/powerprop_pruning.rst", category="Powerprop"),
         png="figures/powerprop_pruning.png",
     params:
         order=PP_METHODS,
+        title="Accuracy under magnitude pruning",
+    message:
+        "figure {output.pdf}"
     log:
         "logs/figures/powerprop_pruning.log",
     conda:
         ENV
-    shell:
-        "optbias powerprop-figure pruning --inputs {input.results} --order {params.order} --out {output} "
-        "--title 'Accuracy under magnitude pruning' > {log} 2>&1"
+    script:
+        "../scripts/powerprop/pruning_curves.py"

@@ -1,27 +1,22 @@
-# Probe evaluation (issue 4): reads the per-task checkpoints of the headline runs, never retrains.
-# The probe settings travel as a param, so changing the `probes:` config block reruns these
-# rules and the figures below them, and nothing upstream.
-from optbias import probe_run as _probe_run
-
-PROBES = _probe_run.settings(config)
-PROBE_OUTPUTS = {
-    b: expand("data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json", benchmark=b, optimizer=OPTIMIZERS,
-              seed=SEEDS)
-    for b in BENCHMARKS
-}
-ALL_PROBE_OUTPUTS = [p for b in BENCHMARKS for p in PROBE_OUTPUTS[b]]
+# Probes (src/optbias/probes/): what the headline runs' checkpoints hold. Representations
+# (effective rank, cross-class cosine, linear probes) and weights (distance between optimizers,
+# claim 9). Reads checkpoints, never retrains. The probe settings (the `probes:` config block)
+# travel as a param, so changing them reruns these rules and the figures below them, and nothing
+# upstream.
 
 
 rule probe:
     """Every probe on every checkpoint of one benchmark's headline runs, in one process (one torch start-up)."""
     input:
-        data=f"data/raw/{DATASET}.pt",
+        data=DATA["data"],
         metrics=lambda w: run_metrics(w.benchmark),
-        checkpoints=lambda w: expand(f"{RUN}/checkpoints", benchmark=w.benchmark, optimizer=OPTIMIZERS, seed=SEEDS),
+        checkpoints=lambda w: run_checkpoints(w.benchmark),
     output:
-        expand("data/probes/{{benchmark}}/{optimizer}/seed{seed}/probes.json", optimizer=OPTIMIZERS, seed=SEEDS),
+        expand(PROBE, optimizer=OPTIMIZERS, seed=SEEDS, allow_missing=True),
     params:
-        settings=quoted_json(PROBES),
+        settings=PROBES,
+    message:
+        "probe every checkpoint of {wildcards.benchmark}"
     threads: PROBES["threads"]
     log:
         "logs/probes/{benchmark}.log",
@@ -29,100 +24,135 @@ rule probe:
         "benchmarks/probes/{benchmark}.tsv"
     conda:
         ENV
-    shell:
-        "optbias probe --data {input.data} --metrics {input.metrics} --checkpoints {input.checkpoints} "
-        "--output {output} --settings {params.settings} > {log} 2>&1"
+    script:
+        "../scripts/probes/probe.py"
 
 
 rule summarize_probes:
     """Final-checkpoint probe scalars (claims 4, 5) per optimizer: mean, 95% CI and per-seed values."""
     input:
-        probes=lambda w: PROBE_OUTPUTS[w.benchmark],
+        probes=lambda w: probe_outputs(w.benchmark),
+        code=code("probes/summary.py", "stats.py"),
     output:
         "data/summary/probes_{benchmark}.json",
     params:
         order=OPTIMIZERS,
+    message:
+        "summarize the probes of {wildcards.benchmark}"
     log:
         "logs/summarize/probes_{benchmark}.log",
     conda:
         ENV
-    shell:
-        "optbias probe-summary --probes {input.probes} --order {params.order} --output {output} > {log} 2>&1"
+    script:
+        "../scripts/probes/summarize_probes.py"
 
 
-rule figure_cosine_heatmaps:
-    """The paper's Figure B: cross-class cosine similarity of class means, one heatmap per optimizer."""
+rule weight_distance:
+    """||w_a - w_b|| / ||w_0|| between the final weights of every two headline optimizers, per seed."""
     input:
-        probes=PROBE_OUTPUTS.get("class_incremental", []),
+        metrics=all_benchmarks(run_metrics),
+        checkpoints=all_benchmarks(run_checkpoints),
+        code=code("probes/weights.py", "stats.py"),
+    output:
+        "data/summary/weight_distance.json",
+    params:
+        order=OPTIMIZERS,
+    message:
+        "weight distances between optimizers"
+    log:
+        "logs/summarize/weight_distance.log",
+    conda:
+        ENV
+    script:
+        "../scripts/probes/weight_distance.py"
+
+
+# ---- figures: rule, script and function share one name (optbias.probes.figures.<name>)
+
+
+rule cosine_heatmaps:
+    """Figure B of the paper: cross-class cosine similarity of class means, one heatmap per optimizer."""
+    input:
+        probes=probe_outputs("class_incremental"),
+        code=code("probes/figures.py", "plotting.py"),
     output:
         pdf=report("figures/cross_class_cosine_class_incremental.pdf",
                    caption="../report/cross_class_cosine.rst", category="Representations"),
         png="figures/cross_class_cosine_class_incremental.png",
     params:
         order=OPTIMIZERS,
+        title="Class-incremental MNIST: cosine similarity of class-mean representations",
+    message:
+        "figure {output.pdf}"
     log:
         "logs/figures/cross_class_cosine_class_incremental.log",
     conda:
         ENV
-    shell:
-        "optbias probe-figure cosine-heatmaps --probes {input.probes} --order {params.order} --out {output} "
-        "--title 'Class-incremental MNIST: cosine similarity of class-mean representations' > {log} 2>&1"
+    script:
+        "../scripts/probes/cosine_heatmaps.py"
 
 
-rule figure_effective_rank:
-    """Effective rank of each hidden layer against tasks seen, per optimizer, every benchmark."""
+rule effective_rank_curves:
+    """Figure: effective rank of each hidden layer against tasks seen, per optimizer, every benchmark."""
     input:
-        probes=ALL_PROBE_OUTPUTS,
+        probes=all_benchmarks(probe_outputs),
+        code=code("probes/figures.py", "plotting.py"),
     output:
         pdf=report("figures/effective_rank.pdf", caption="../report/effective_rank.rst", category="Representations"),
         png="figures/effective_rank.png",
     params:
         order=OPTIMIZERS,
+        title="Effective rank of the hidden representations",
+    message:
+        "figure {output.pdf}"
     log:
         "logs/figures/effective_rank.log",
     conda:
         ENV
-    shell:
-        "optbias probe-figure effective-rank --probes {input.probes} --order {params.order} --out {output} "
-        "--title 'Effective rank of the hidden representations' > {log} 2>&1"
+    script:
+        "../scripts/probes/effective_rank_curves.py"
 
 
-rule figure_probe_vs_head:
-    """Representation forgetting: linear-probe vs head accuracy on old tasks after the last task."""
+rule probe_vs_head:
+    """Figure, representation forgetting: linear-probe vs head accuracy on old tasks after the last task."""
     input:
-        probes=ALL_PROBE_OUTPUTS,
+        probes=all_benchmarks(probe_outputs),
+        code=code("probes/figures.py", "plotting.py"),
     output:
         pdf=report("figures/probe_vs_head_accuracy.pdf", caption="../report/probe_vs_head_accuracy.rst",
                    category="Representations"),
         png="figures/probe_vs_head_accuracy.png",
     params:
         order=OPTIMIZERS,
+        title="Old tasks after the last task: linear probe vs head",
+    message:
+        "figure {output.pdf}"
     log:
         "logs/figures/probe_vs_head_accuracy.log",
     conda:
         ENV
-    shell:
-        "optbias probe-figure probe-vs-head --probes {input.probes} --order {params.order} --out {output} "
-        "--title 'Old tasks after the last task: linear probe vs head' > {log} 2>&1"
+    script:
+        "../scripts/probes/probe_vs_head.py"
 
 
-rule figure_paper_class_incremental:
-    """The paper's class-incremental figure: final accuracy per pair next to the cosine heatmaps."""
+rule paper_figure:
+    """Figure, the paper's class-incremental figure: final accuracy per pair next to the cosine heatmaps."""
     input:
-        probes=PROBE_OUTPUTS.get("class_incremental", []),
+        probes=probe_outputs("class_incremental"),
         metrics=run_metrics("class_incremental"),
+        code=code("probes/figures.py", "continual/figures.py", "plotting.py"),
     output:
         pdf=report("figures/paper_figure_class_incremental.pdf", caption="../report/paper_figure.rst",
                    category="Representations"),
         png="figures/paper_figure_class_incremental.png",
     params:
         order=OPTIMIZERS,
+        title="Class-incremental MNIST: forgetting (left) and class overlap of the representations (right)",
+    message:
+        "figure {output.pdf}"
     log:
         "logs/figures/paper_figure_class_incremental.log",
     conda:
         ENV
-    shell:
-        "optbias probe-figure paper-figure --probes {input.probes} --metrics {input.metrics} "
-        "--order {params.order} --out {output} "
-        "--title 'Class-incremental MNIST: forgetting (left) and class overlap of the representations (right)' "
-        "> {log} 2>&1"
+    script:
+        "../scripts/probes/paper_figure.py"

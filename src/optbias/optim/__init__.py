@@ -1,4 +1,4 @@
-"""Optimizers: one registry (registry.py) plus the algorithms we write ourselves."""
+"""Optimizers: one registry (registry.py) plus the algorithms we write ourselves (Shampoo, Powerprop)."""
 
 from .registry import REGISTRY, OptimizerConfigError, build, check, known, relative_step_cost
 

@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
+
+from .base import PerParameterOptimizer
 
 STATISTICS = ("sum", "ema")
 EXPONENTS: dict[str, tuple[float | None, float | None]] = {  # (power on L, power on R); None: side unused
@@ -138,7 +140,7 @@ def precondition(grad: torch.Tensor, left: torch.Tensor | None, right: torch.Ten
     return out
 
 
-class Shampoo(torch.optim.Optimizer):
+class Shampoo(PerParameterOptimizer):
     """Full-matrix Shampoo with grafting; see the module docstring for what each option does.
 
     Counters (totals over all parameters, kept across ``state_dict``/``load_state_dict``):
@@ -198,20 +200,6 @@ class Shampoo(torch.optim.Optimizer):
             if name in counters:
                 setattr(self, name, type(getattr(self, name))(counters[name]))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("Shampoo does not support sparse gradients")
-                self._update(p, group)
-        return loss
 
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         grad, state = p.grad, self.state[p]

@@ -1,0 +1,172 @@
+"""Sequential training on a continual-learning benchmark, filling the accuracy matrix R task by task.
+
+One run = one (benchmark, optimizer, seed). The whole dataset lives on the device (CUDA when
+present), batches are drawn with a seeded generator, and the initial weights depend on the seed
+only, so every optimizer starts from the same point: any difference in the solution is the
+optimizer's doing. After each task the model is evaluated on every task's test split (row i of R)
+and a checkpoint (state_dict only) is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import data, fileio, optim
+from ..engine import (DivergenceError, LossLog, accuracy, all_finite, device_name, make_deterministic,
+                      optimizer_diagnostics, pick_device, run_epoch)
+from ..models import init_model
+from . import benchmarks, metrics
+from .tasks import Task, split_validation
+from .types import RunMetrics, RunSpec
+
+
+def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path | None = None,
+              checkpoint_dir: str | Path | None = None, progress: bool = True) -> RunMetrics:
+    """Train one run described by ``spec`` and return its metrics (``RunMetrics``, the metrics.json).
+
+    With ``checkpoint_dir``, writes the state_dict after each task i to
+    ``fileio.checkpoint_path(checkpoint_dir, i)``; with ``metrics_path``, writes the metrics JSON
+    there last, so its presence means the run completed. Cost: T tasks x epochs x ceil(N/batch)
+    optimizer steps, plus T x T test evaluations.
+
+    ``train.validation_fraction > 0`` holds out that (stratified) part of every task's training
+    split, trains on the rest and also fills ``R_val`` from the held-out part: the learning-rate
+    sweep selects on it, never on the test split. ``train.on_divergence: record`` (the sweep's
+    setting) turns a NaN loss into ``status: diverged`` instead of an error.
+
+    Raises ``DivergenceError`` on a NaN/inf loss or weights (unless recorded), ``DataError`` when
+    the dataset fails its checksum, ``OptimizerConfigError`` on a bad optimizer entry.
+    """
+    train_cfg = spec["train"]  # complete: the schema fills every default
+    bench_cfg = spec["benchmark_cfg"]
+    seed = int(spec["seed"])
+    where = f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}"
+    optim.check(spec["optimizer"], spec["optimizer_cfg"])  # fail before loading anything heavy
+    device = pick_device(train_cfg["device"])
+    make_deterministic(seed, int(train_cfg["threads"]), device)
+    started = time.perf_counter()
+
+    tasks = benchmarks.get(spec["benchmark"]).build(data.load(dataset_path), bench_cfg)
+    val_tasks: list[Task] = []
+    val_fraction = float(train_cfg.get("validation_fraction", 0.0))
+    if val_fraction > 0:
+        # The split depends on the task only, not on the run's seed: every optimizer sees the same one.
+        tasks, val_tasks = map(list, zip(*(split_validation(t, val_fraction, k)
+                                           for k, t in enumerate(tasks))))
+        val_tasks = [t.to(device) for t in val_tasks]
+    tasks = [t.to(device) for t in tasks]
+    model = init_model(seed, spec["model"]).to(device)
+    make_optimizer = lambda: optim.build(spec["optimizer_cfg"], model.parameters(), spec["optimizer"])  # noqa: E731
+    optimizer = make_optimizer()
+
+    epochs = int(bench_cfg["epochs_per_task"])
+    batch_size = int(bench_cfg["batch_size"])
+    generator = torch.Generator().manual_seed(seed + 1)
+    hint = (f"Lower optimizers.{spec['optimizer']}.lr (now {spec['optimizer_cfg'].get('lr')}) in the config, "
+            "or check the optimizer's settings.")
+    log = LossLog(int(train_cfg["loss_log_every"]), where, hint)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt_dir is not None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    R: list[list[float]] = []
+    R_val: list[list[float]] = []
+    step = 0
+    status, error = "ok", None
+    total = sum(epochs * math.ceil(len(t.y_train) / batch_size) for t in tasks)
+    bar = tqdm(total=total, disable=not progress, mininterval=2.0, desc=where)
+    try:
+        for i, task in enumerate(tasks):
+            if i > 0 and train_cfg["reset_optimizer"]:
+                optimizer = make_optimizer()
+            model.train()
+            for epoch in range(epochs):
+                def after_step(loss: torch.Tensor, step: int, i: int = i, epoch: int = epoch) -> None:
+                    log.add(loss, step, i, f"task {i} ({task.name}), epoch {epoch}")
+                    bar.update()
+
+                step = run_epoch(model, optimizer, task.x_train, task.y_train, batch_size, generator, step,
+                                 after_step)
+            if not all_finite(model):
+                raise DivergenceError(f"{where}: the weights hold NaN or inf after task {i} ({task.name}). {hint}")
+            model.eval()
+            R.append([accuracy(model, t.x_test, t.y_test) for t in tasks])
+            R_val.extend([[accuracy(model, t.x_test, t.y_test) for t in val_tasks]] if val_tasks else [])
+            bar.set_postfix(task=i, acc_current=f"{R[-1][i]:.3f}", acc_first=f"{R[-1][0]:.3f}")
+            if ckpt_dir is not None:
+                fileio.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                         fileio.checkpoint_path(ckpt_dir, i))
+    except DivergenceError as err:
+        if train_cfg.get("on_divergence", "fail") != "record":
+            raise
+        status, error = "diverged", str(err)
+    finally:
+        bar.close()
+    counters, durations = optimizer_diagnostics(optimizer)
+
+    result: RunMetrics = {
+        "benchmark": spec["benchmark"],
+        "optimizer": spec["optimizer"],
+        "seed": seed,
+        "spec": spec,
+        "tasks": [t.name for t in tasks],
+        "status": status,
+        "error": error,
+        "R": R,
+        **(metrics.summarize(R) if status == "ok" else {}),
+        "loss_curve": log.curve,
+        "steps": step,
+        "optimizer_diagnostics": counters,
+        "device": device_name(device),
+        "torch_version": torch.__version__,
+        "platform": platform.machine(),
+        # The only fields that differ between two runs of the same seed on the same device.
+        "timing": {"wall_time_s": round(time.perf_counter() - started, 3), **durations},
+    }
+    if val_tasks:
+        result["R_val"] = R_val
+        # The sweep's selection score: accuracy on the task being learned, on held-out data.
+        result["validation_score"] = (sum(R_val[i][i] for i in range(len(tasks))) / len(tasks)
+                                      if status == "ok" else None)
+    if metrics_path is not None:
+        fileio.atomic_write_json(metrics_path, result)
+    return result
+
+
+def describe(result: RunMetrics) -> str:
+    """One line for a job's log: the run, its headline metrics, time and device (or how it ended)."""
+    where = f"{result['benchmark']}/{result['optimizer']}/seed{result['seed']}"
+    if result["status"] != "ok":
+        return f"{result['status']}: {result['error']}"  # the error names the run
+    return (f"{where}: average accuracy {result['average_accuracy']:.4f}, average forgetting "
+            f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['timing']['wall_time_s']:.1f} s "
+            f"on {result['device']}")
+
+
+def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: list[str | Path],
+               checkpoint_dirs: list[str | Path] | None = None, progress: bool = True) -> list[RunMetrics]:
+    """Train several independent runs one after another in this process; print ``describe`` of each.
+
+    Why: a process pays ~3-4 s of start-up (importing torch and torch.optim's dynamo hooks), as much
+    as a whole small run; the workflow trains every seed of one (benchmark, optimizer) in one job.
+    Each run seeds itself (``make_deterministic``), so its results equal those of a run on its own.
+    Every spec is checked before the first run starts; each metrics file is written when its run
+    ends. Raises ``ValueError`` when the three lists differ in length.
+    """
+    checkpoint_dirs = list(checkpoint_dirs) if checkpoint_dirs else [None] * len(specs)
+    if not (len(specs) == len(metrics_paths) == len(checkpoint_dirs)):
+        raise ValueError(f"train: {len(specs)} specs, {len(metrics_paths)} metrics paths and "
+                         f"{len(checkpoint_dirs)} checkpoint directories; give one of each per run, in the same order")
+    for spec in specs:
+        optim.check(spec["optimizer"], spec["optimizer_cfg"])
+    results = []
+    for spec, metrics_path, ckpt in zip(specs, metrics_paths, checkpoint_dirs):
+        results.append(train_run(spec, dataset_path, metrics_path, ckpt, progress=progress))
+        print(describe(results[-1]), flush=True)
+    return results

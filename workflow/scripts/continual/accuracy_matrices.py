@@ -1,0 +1,7 @@
+# rule accuracy_matrices (workflow/rules/continual.smk) -> optbias.continual.figures.accuracy_matrices
+from optbias.continual.figures import accuracy_matrices
+from optbias.fileio import load_jsons
+from optbias.job import job
+
+with job(snakemake):
+    accuracy_matrices(load_jsons(snakemake.input.metrics), snakemake.params.order, snakemake.output, snakemake.params.title)

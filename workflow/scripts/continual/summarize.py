@@ -1,0 +1,7 @@
+# rule summarize (workflow/rules/continual.smk) -> optbias.continual.summary.summarize_runs
+from optbias.continual.summary import summarize_runs
+from optbias.fileio import atomic_write_json, load_jsons
+from optbias.job import job
+
+with job(snakemake):
+    atomic_write_json(snakemake.output[0], summarize_runs(load_jsons(snakemake.input.metrics), snakemake.params.order))

@@ -1,0 +1,9 @@
+# rule summarize_ablation (workflow/rules/continual.smk) -> optbias.continual.summary.summarize_by_benchmark
+from optbias.continual.summary import ablation_table, summarize_by_benchmark
+from optbias.fileio import atomic_write_bytes, atomic_write_json, load_jsons
+from optbias.job import job
+
+with job(snakemake):
+    result = summarize_by_benchmark(load_jsons(snakemake.input.metrics), snakemake.params.order)
+    atomic_write_json(snakemake.output.json, result)
+    atomic_write_bytes(snakemake.output.table, ablation_table(result).encode())

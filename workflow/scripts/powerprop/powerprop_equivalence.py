@@ -1,0 +1,8 @@
+# rule powerprop_equivalence (workflow/rules/powerprop.smk) -> optbias.powerprop.equivalence.study_dataset
+from optbias.fileio import atomic_write_json
+from optbias.job import job
+from optbias.powerprop.equivalence import study_dataset
+
+with job(snakemake):
+    atomic_write_json(snakemake.output[0], study_dataset(snakemake.input.data, snakemake.params.model_cfg,
+                                                         snakemake.params.cfg))
