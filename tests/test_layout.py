@@ -90,6 +90,16 @@ def test_figure_rules_scripts_and_functions_share_one_name():
     assert found == FIGURE_RULES
 
 
+def test_every_import_of_the_library_names_a_module_that_exists():
+    """Lazy imports inside functions run only when called: check them all without running them."""
+    for path in [*_modules(), *SCRIPTS.rglob("*.py")]:
+        imports = _imports(path) if path.is_relative_to(SRC) else _imports_of_script(path)
+        for module, _ in imports:
+            rel = Path(*module.split(".")[1:])
+            assert (SRC / rel).with_suffix(".py").is_file() or (SRC / rel / "__init__.py").is_file(), \
+                f"{path.relative_to(REPO)} imports {module}, which does not exist"
+
+
 def test_no_module_imports_a_private_name_of_another():
     for path in _modules():
         for module, names in _imports(path):

@@ -186,6 +186,7 @@ SOURCES: dict[str, Callable[[dict], tuple[dict[str, torch.Tensor], str]]] = {
 # ----------------------------------------------------------------------------- fetch and load
 
 def manifest_path(output: str | Path) -> Path:
+    """Where the manifest of a fetched dataset lives: ``<output>.manifest.json``."""
     return Path(str(output) + ".manifest.json")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 
 def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in 1 MiB chunks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -49,10 +50,12 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as JSON (indented, keys sorted: byte-identical for equal objects), written atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` written atomically; load it back with ``torch.load(path, weights_only=True)``."""
     import torch  # here, not at the top: the summary, figure and paper jobs never load torch
 
     buffer = io.BytesIO()

@@ -22,22 +22,35 @@ def _square(R: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
 
 
 def average_accuracy(R) -> float:
+    """Average accuracy, mean_j R[T-1][j] (Lopez-Paz & Ranzato 2017, ACC): the final model on every task.
+
+    ``R``: (T, T) accuracies in [0, 1], R[i][j] on task j after training task i. Raises
+    ``ValueError`` unless R is square and non-empty.
+    """
     return float(_square(R)[-1].mean())
 
 
 def forgetting_per_task(R) -> list[float]:
-    """Forgetting of each task but the last (an empty list for a single task)."""
+    """Forgetting of each task j < T-1: max_{i<T-1} R[i][j] - R[T-1][j] (Chaudhry et al. 2018, eq. 2).
+
+    An empty list for a single task. Raises ``ValueError`` unless R is square and non-empty.
+    """
     R = _square(R)
     T = R.shape[0]
     return [float(R[: T - 1, j].max() - R[T - 1, j]) for j in range(T - 1)]
 
 
 def average_forgetting(R) -> float:
+    """Mean of ``forgetting_per_task`` over the T-1 old tasks (0 for a single task)."""
     per_task = forgetting_per_task(R)
     return float(np.mean(per_task)) if per_task else 0.0
 
 
 def backward_transfer(R) -> float:
+    """Backward transfer, mean_{j<T-1} (R[T-1][j] - R[j][j]) (Lopez-Paz & Ranzato 2017, BWT); 0 for T = 1.
+
+    Negative when learning later tasks lowered the accuracy on earlier ones.
+    """
     R = _square(R)
     T = R.shape[0]
     if T == 1:

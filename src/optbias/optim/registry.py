@@ -42,6 +42,7 @@ RELATIVE_STEP_COST: dict[str, float] = {"shampoo": 4.0}
 
 
 def relative_step_cost(type_name: str) -> float:
+    """A step's cost relative to Adam's (1 for types not measured): the scheduler's estimate only."""
     return RELATIVE_STEP_COST.get(type_name, 1.0)
 
 
@@ -50,6 +51,7 @@ class OptimizerConfigError(ValueError):
 
 
 def known() -> list[str]:
+    """The registry's type names, sorted (what error messages list)."""
     return sorted(REGISTRY)
 
 

@@ -178,6 +178,7 @@ def verdict(low: float, high: float, op: str, threshold: float) -> str:
 
 
 def combine(verdicts: Sequence[str]) -> str:
+    """A claim's verdict from its cases': SUPPORTED if all are, NOT SUPPORTED if any is, else INCONCLUSIVE."""
     if all(v == SUPPORTED for v in verdicts):
         return SUPPORTED
     return NOT_SUPPORTED if NOT_SUPPORTED in verdicts else INCONCLUSIVE
@@ -309,6 +310,7 @@ def evaluate(claim: dict, doc: Any) -> dict:
 
 
 def describe_test(test: dict) -> str:
+    """The test of a claim in words for the audit table, e.g. ``mean < 0.05 (95% CI)``."""
     if test["type"] == "equals":
         return f"== {json.dumps(test['value'])}"
     what = {"threshold": "mean", "compare": "a - b" if not test.get("abs") else "|a - b|",
@@ -346,6 +348,7 @@ def run_audit(claims_path: str | Path, rule_outputs: Mapping[str, Sequence[str]]
 # --- rendering --------------------------------------------------------------------------------------
 
 def format_value(value: Any, ci: Sequence[float] | None) -> str:
+    """``mean [low, high]`` with three decimals, or the value as JSON when it has no CI."""
     if ci is None or not isinstance(value, (int, float)) or isinstance(value, bool):
         return json.dumps(value)
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"

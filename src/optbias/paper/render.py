@@ -55,7 +55,7 @@ def format_number(value: Any, fmt: str) -> str:
         if isinstance(value, Mapping) and "mean" in value:
             return format_value(value["mean"], value.get("ci95"))
         if isinstance(value, list):
-            from .stats import bootstrap_ci
+            from ..stats import bootstrap_ci
 
             mean, low, high = bootstrap_ci(value)
             return format_value(mean, [low, high])
@@ -70,6 +70,7 @@ def format_number(value: Any, fmt: str) -> str:
 
 
 def load_variables(path: str | Path) -> dict[str, dict]:
+    """paper/variables.yaml: placeholder name -> {output, select, format}; ``PaperError`` on a malformed entry."""
     variables = yaml.safe_load(Path(path).read_text()) or {}
     for name, spec in variables.items():
         if not isinstance(spec, dict) or not {"output", "select"} <= set(spec):
@@ -89,6 +90,7 @@ def inline_outputs(source: str) -> list[str]:
 
 
 def figure_paths(source: str) -> list[str]:
+    """The image paths the Markdown source embeds, sorted (inputs of the paper rule)."""
     return sorted({m.group(2) for m in IMAGE.finditer(source)})
 
 
@@ -184,6 +186,10 @@ def render(source: str, variables: Mapping[str, dict], audit: dict, audit_md: st
 
 def build(source_path: str | Path, variables_path: str | Path, audit_json: str | Path, audit_md: str | Path,
           config: Mapping, root: str | Path = ".") -> str:
+    """The paper's HTML page: ``render`` of the Markdown source with the variables, the audit and the config.
+
+    Raises ``PaperError`` (a ``ValueError``) naming the placeholder or claim that does not resolve.
+    """
     audit = json.loads(Path(audit_json).read_text())
     try:
         return render(Path(source_path).read_text(), load_variables(variables_path), audit,
