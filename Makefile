@@ -14,8 +14,8 @@ $(BIN)/python:
 
 # Reinstall when the dependency list changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e .
 	touch $@
 
 reproduce: $(VENV)/.installed

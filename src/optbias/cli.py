@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     u.set_defaults(func=_pull)
 
     b = sub.add_parser("perf-shampoo", help="Shampoo step time / AdamW step time, and where the time goes")
-    b.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    b.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="MLP widths (default: the embedded config's)")
     b.add_argument("--batch", type=int, default=64)
     b.add_argument("--steps", type=int, default=60)
     b.add_argument("--threads", type=int, default=1)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..plotting import CI, palette, plt, save, seed_note, sns
+from .types import RunMetrics
 
-def accuracy_table(runs: Sequence[dict]) -> pd.DataFrame:
+def accuracy_table(runs: Sequence[RunMetrics]) -> pd.DataFrame:
     """One row per (run, i, j): accuracy on task j after training on task i."""
     rows = []
     for run in runs:
@@ -25,7 +26,7 @@ def accuracy_table(runs: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def final_accuracy(runs: Sequence[dict], order: Sequence[str], paths: Sequence[str | Path],
+def final_accuracy(runs: Sequence[RunMetrics], order: Sequence[str], paths: Sequence[str | Path],
                             title: str) -> None:
     """The paper's left panel: accuracy of the final model on each task, per optimizer."""
     df = accuracy_table(runs)
@@ -42,7 +43,7 @@ def final_accuracy(runs: Sequence[dict], order: Sequence[str], paths: Sequence[s
     save(fig, paths)
 
 
-def first_task_accuracy(runs: Sequence[dict], order: Sequence[str], paths: Sequence[str | Path],
+def first_task_accuracy(runs: Sequence[RunMetrics], order: Sequence[str], paths: Sequence[str | Path],
                         title: str) -> None:
     """Accuracy on task 1 after each task: how fast each optimizer forgets the first task."""
     df = accuracy_table(runs)
@@ -57,7 +58,7 @@ def first_task_accuracy(runs: Sequence[dict], order: Sequence[str], paths: Seque
     save(fig, paths)
 
 
-def accuracy_matrices(runs: Sequence[dict], order: Sequence[str], paths: Sequence[str | Path],
+def accuracy_matrices(runs: Sequence[RunMetrics], order: Sequence[str], paths: Sequence[str | Path],
                       title: str) -> None:
     """One heatmap of R (mean over seeds) per optimizer, on a shared 0-1 colour scale."""
     df = accuracy_table(runs)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..stats import bootstrap_ci, seed_stat
+from .types import RunMetrics
 
 SCALARS = ("average_accuracy", "average_forgetting", "bwt", "mean_accuracy_old_tasks")
 
 
-def summarize_runs(runs: Sequence[dict], order: Sequence[str]) -> dict:
+def summarize_runs(runs: Sequence[RunMetrics], order: Sequence[str]) -> dict:
     """Per optimizer (in ``order``, then any other): ``seed_stat`` of every scalar metric over the
     finished seeds, the per-seed R matrices and the final accuracy per task with its 95% CI.
 
@@ -45,7 +46,7 @@ def summarize_runs(runs: Sequence[dict], order: Sequence[str]) -> dict:
     return out
 
 
-def summarize_by_benchmark(runs: Sequence[dict], order: Sequence[str]) -> dict:
+def summarize_by_benchmark(runs: Sequence[RunMetrics], order: Sequence[str]) -> dict:
     """``summarize_runs`` for each benchmark present in ``runs``."""
     benchmarks = sorted({r["benchmark"] for r in runs})
     return {b: summarize_runs([r for r in runs if r["benchmark"] == b], order) for b in benchmarks}

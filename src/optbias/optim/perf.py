@@ -80,7 +80,7 @@ def model_flops_per_step(hidden: list[int], batch: int) -> float:
     return 6.0 * batch * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
 
-def report(hidden: list[int] = (256, 256), batch: int = 64, steps: int = 60, threads: int = 1,
+def report(hidden: list[int], batch: int = 64, steps: int = 60, threads: int = 1,
            shampoo_lr: float = 0.05, update_freq: int = 10, peak_n: int = 2048) -> dict[str, float]:
     """Shampoo's and AdamW's step times (ms) on the MLP, their ratio, the root share and the FLOP bound,
     measured side by side in one process on ``threads`` threads (``optbias perf-shampoo``)."""

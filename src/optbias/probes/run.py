@@ -32,6 +32,7 @@ import torch
 from .. import data, fileio
 from ..continual import benchmarks
 from ..continual.tasks import Task
+from ..continual.types import RunMetrics
 from ..fileio import checkpoint_path
 from ..models import MLP
 from . import measures
@@ -145,7 +146,7 @@ def _probe_layers(n_hidden: int, mode: str) -> list[int]:
     raise ValueError(f"probes.linear_probe_layers: {mode!r} is not 'last' or 'all'")
 
 
-def probe_run(metrics: dict, dataset_path: str | Path, checkpoint_dir: str | Path, cfg: dict) -> dict[str, Any]:
+def probe_run(metrics: RunMetrics, dataset_path: str | Path, checkpoint_dir: str | Path, cfg: dict) -> dict[str, Any]:
     """Every probe on every checkpoint of one run; ``cfg`` is the config's ``probes`` block (schema defaults filled).
 
     ``metrics`` is the run's metrics.json (``RunMetrics``). Raises ``ValueError`` for a diverged run

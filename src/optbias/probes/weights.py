@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..continual.types import RunMetrics
 from ..fileio import checkpoint_path
 from ..models import init_model
 from ..stats import seed_stat
@@ -41,12 +42,12 @@ def relative_distance(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tenso
     return float(torch.linalg.vector_norm(flatten(a) - flatten(b))) / norm0
 
 
-def final_checkpoint(run: dict, checkpoint_dir: str | Path) -> Path:
+def final_checkpoint(run: RunMetrics, checkpoint_dir: str | Path) -> Path:
     """The checkpoint written after the run's last task."""
     return checkpoint_path(checkpoint_dir, len(run["R"]) - 1)
 
 
-def weight_distances(runs: Sequence[dict], checkpoint_dirs: Sequence[str | Path], order: Sequence[str]) -> dict:
+def weight_distances(runs: Sequence[RunMetrics], checkpoint_dirs: Sequence[str | Path], order: Sequence[str]) -> dict:
     """Per benchmark: every pair of optimizers (in ``order``) and every optimizer against w_0, per seed.
 
     ``runs`` are the runs' metrics.json contents, ``checkpoint_dirs`` their checkpoint directories

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..continual.types import RunMetrics
 from ..fileio import atomic_write_bytes, atomic_write_json
 
 HEADLINE = ("average_accuracy", "average_forgetting")
@@ -32,7 +33,7 @@ def headline(summaries: Sequence[dict]) -> dict:
     return out
 
 
-def curves(runs: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+def curves(runs: Sequence[RunMetrics]) -> dict[tuple[str, str], list[dict]]:
     """Per (benchmark, optimizer), one row per task trained, averaged over seeds.
 
     ``first_task_accuracy`` after i+1 tasks is mean_seeds R[i][0] (how the first task is
