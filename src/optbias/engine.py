@@ -1,10 +1,13 @@
 """The one training engine: device, determinism, the training step, evaluation, the loss log.
 
-Every experiment trains through ``run_epoch`` and evaluates through ``accuracy``: the continual-
-learning runs (``optbias.continual.train``), the Powerprop runs (``optbias.powerprop.runs``) and
-the Powerprop trajectory check (``optbias.powerprop.equivalence``). What differs between them (which
-tasks, when to evaluate, what to save) lives with the experiment; what must not differ (batch
-order from a seeded generator, the loss, the step, the NaN check) lives here.
+Every experiment that trains a model trains through ``run_epoch`` and evaluates through
+``accuracy``: the continual-learning runs (``optbias.continual.train``) and the Powerprop runs
+(``optbias.powerprop.runs``). What differs between them (which tasks, when to evaluate, what to
+save) lives with the experiment; what must not differ (batch order from a seeded generator, the
+loss, the step, the NaN check, the device, determinism) lives here. Two measurements take a few
+fixed steps of their own instead, on purpose: the Powerprop trajectory check
+(``optbias.powerprop.equivalence``, float64, a fixed list of batches shared by both forms) and the
+step timer ``optbias.optim.perf``; both use ``make_deterministic`` and ``pick_device`` from here.
 """
 
 from __future__ import annotations

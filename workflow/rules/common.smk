@@ -69,12 +69,15 @@ wildcard_constraints:
 # library files they run as inputs, so editing a figure function redraws that figure and what
 # cites it. Training, probes and Powerprop runs do not: they rerun when their spec (params)
 # changes, never because a file was touched (README "What reruns").
-SRC = os.path.join(workflow.basedir, "src", "optbias")
+# Relative to the working directory (the repository itself in `make reproduce`), so that a moved
+# checkout keeps its provenance; Snakemake compares these files by checksum, not time stamp.
+SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "optbias"))
 
 
 def code(*modules):
-    """Library source files, relative to src/optbias, as inputs of a rule."""
-    return [os.path.join(SRC, m) for m in modules]
+    """Library source files, relative to src/optbias, as inputs of a rule; fileio.py (how every
+    output is serialized) is an input of each."""
+    return [os.path.join(SRC, m) for m in (*modules, "fileio.py")]
 
 
 # ---- run specs (optbias.continual.types.RunSpec): everything that determines a run

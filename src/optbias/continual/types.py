@@ -9,16 +9,17 @@ Both are plain JSON objects (TypedDicts), so a metrics file on disk is exactly t
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, Required, TypedDict
 
 
 class TrainSettings(TypedDict, total=False):
-    """The config's ``train`` block (defaults in the schema), plus what the sweep sets."""
+    """The config's ``train`` block, complete (the schema fills every default), plus what the sweep
+    and the ablation set. ``train_run`` raises ``KeyError`` on a block without the required keys."""
 
-    device: str                 # "auto" (CUDA when present), "cpu", "cuda[:k]"
-    threads: int                # torch threads: CPU results depend on it, so it is fixed
-    reset_optimizer: bool       # a fresh optimizer at every task boundary
-    loss_log_every: int         # steps per loss-curve window
+    device: Required[str]       # "auto" (CUDA when present), "cpu", "cuda[:k]"
+    threads: Required[int]      # torch threads: CPU results depend on it, so it is fixed
+    reset_optimizer: Required[bool]  # a fresh optimizer at every task boundary
+    loss_log_every: Required[int]    # steps per loss-curve window
     validation_fraction: float  # hold out this part of every task's training split (the sweep)
     on_divergence: Literal["fail", "record"]  # record: a NaN loss ends the run as status "diverged"
 

@@ -1,6 +1,6 @@
 """How far apart the optimizers' final weights are (PAPER.md claim 9, at the level of weights).
 
-Every run of a seed starts from the same weights w_0 (``train.init_model`` depends on the seed
+Every run of a seed starts from the same weights w_0 (``optbias.models.init_model`` depends on the seed
 only), so the distance between two optimizers' final weights is the optimizer's doing. It is
 reported relative to ||w_0||, which makes it comparable across widths: 0 means the same weights,
 1 a difference as large as the initialization itself. All parameters (weights and biases) count,
@@ -81,3 +81,9 @@ def weight_distances(runs: Sequence[RunMetrics], checkpoint_dirs: Sequence[str |
                     [relative_distance(by_opt[a][s], by_opt[b][s], inits[s]) for s in seeds], seeds)
         result[benchmark] = {"pairs": pairs, "from_init": from_init}
     return result
+
+
+def describe(result: dict) -> list[str]:
+    """One line per benchmark for a job's log: every pair's mean relative distance."""
+    return [f"{benchmark}: ||w_a - w_b|| / ||w_0||: " + ", ".join(f"{p} {v['mean']:.3f}" for p, v in entry["pairs"].items())
+            for benchmark, entry in result.items() if isinstance(entry, dict)]

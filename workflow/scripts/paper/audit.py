@@ -1,6 +1,7 @@
 # rule audit (workflow/rules/paper.smk) -> optbias.paper.claims.run_audit
 from optbias.job import job
-from optbias.paper.claims import run_audit
 
-with job(snakemake):
+with job(snakemake):  # from here on, everything (imports too) goes to the rule's log
+    from optbias.paper.claims import run_audit
+
     run_audit(snakemake.input.claims, snakemake.params.rule_outputs, snakemake.output.md, snakemake.output.json)

@@ -1,9 +1,10 @@
 # rule paper (workflow/rules/paper.smk) -> optbias.paper.render.build
-from optbias.fileio import atomic_write_bytes
 from optbias.job import job
-from optbias.paper.render import build
 
-with job(snakemake):
+with job(snakemake):  # from here on, everything (imports too) goes to the rule's log
+    from optbias.fileio import atomic_write_bytes
+    from optbias.paper.render import build
+
     page = build(snakemake.input.source, snakemake.input.variables, snakemake.input.audit_json, snakemake.input.audit_md,
                  snakemake.params.config)
     atomic_write_bytes(snakemake.output[0], page.encode())

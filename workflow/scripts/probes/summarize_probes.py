@@ -1,7 +1,8 @@
 # rule summarize_probes (workflow/rules/probes.smk) -> optbias.probes.summary.summarize_probes
-from optbias.fileio import atomic_write_json, load_jsons
 from optbias.job import job
-from optbias.probes.summary import summarize_probes
 
-with job(snakemake):
+with job(snakemake):  # from here on, everything (imports too) goes to the rule's log
+    from optbias.fileio import atomic_write_json, load_jsons
+    from optbias.probes.summary import summarize_probes
+
     atomic_write_json(snakemake.output[0], summarize_probes(load_jsons(snakemake.input.probes), snakemake.params.order))
