@@ -6,6 +6,13 @@
 # answers in about a second.
 import os
 import re
+import sys
+
+# jsonschema (used by `validate` below) imports rfc3987_syntax when it is installed (jupyter brings
+# it), and that module compiles 39 grammars at import: 3-4 s of every `snakemake` call, more than
+# the rest of parsing. Our schema checks no IRI formats, so it is not needed: an import of a module
+# set to None fails, and jsonschema then skips that one format checker.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 from snakemake.utils import min_version, validate
 
