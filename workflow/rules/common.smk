@@ -1,5 +1,5 @@
-# Helpers every rule file uses: config validation, the constants of the DAG, run specs, output
-# lists. Rule files hold rules only (snakemake --lint wants rules and functions apart).
+# Helpers of every rules file: config validation, the constants of the DAG, run specs, output
+# lists. The rules files hold rules only (snakemake --lint wants rules and functions apart).
 #
 # Parsing the Snakefile imports no torch: the config checks and the registries read names and
 # constructor signatures from source (optbias.config, optbias.optim.registry), so `snakemake -n`

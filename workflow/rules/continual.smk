@@ -22,7 +22,7 @@ rule train:
     wildcard_constraints:
         optimizer=_alternatives(OPTIMIZERS),
     message:
-        "train {wildcards.benchmark}/{wildcards.optimizer}: " + f"{len(SEEDS)} seeds"
+        f"train {{wildcards.benchmark}}/{{wildcards.optimizer}}: {len(SEEDS)} seeds"
     threads: THREADS
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(SEEDS))
     resources:
@@ -46,7 +46,7 @@ use rule train as train_ablation with:
     wildcard_constraints:
         optimizer=_alternatives(ABLATION.get("variants", {})),
     message:
-        "train ablation {wildcards.benchmark}/{wildcards.optimizer}: " + f"{len(ABLATION_SEEDS)} seeds"
+        f"train ablation {{wildcards.benchmark}}/{{wildcards.optimizer}}: {len(ABLATION_SEEDS)} seeds"
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(ABLATION_SEEDS))
 
 
@@ -84,7 +84,7 @@ if SWEEP:  # without a sweep block, the rule has no outputs to name its wildcard
         params:
             specs=lambda w: [sweep_spec(w.benchmark, name, lr) for name, lr in sweep_candidates()],
         message:
-            "learning-rate sweep {wildcards.benchmark}: " + f"{len(sweep_candidates())} candidates"
+            f"learning-rate sweep {{wildcards.benchmark}}: {len(sweep_candidates())} candidates"
         threads: THREADS
         priority: lambda w: sum(expected_cost(w.benchmark, name, 1) for name, _ in sweep_candidates())
         log:

@@ -16,7 +16,7 @@ rule powerprop_method:
     params:
         spec=lambda w: powerprop_spec(w.pp_method),
     message:
-        "Powerprop {wildcards.pp_method}: choose the lr, then " + f"{len(PP_SEEDS)} seeds"
+        f"Powerprop {{wildcards.pp_method}}: choose the lr, then {len(PP_SEEDS)} seeds"
     threads: POWERPROP.get("threads", 1)
     log:
         "logs/powerprop/{pp_method}.log",
