@@ -168,3 +168,11 @@ def test_runs_in_one_process_check_every_spec_first(dataset, tmp_path):
     assert not (tmp_path / "a.json").exists()  # nothing trained before the bad spec was found
     with pytest.raises(ValueError, match="one of each per run"):
         train.train_runs([good, good], dataset, [tmp_path / "a.json"], progress=False)
+
+
+def test_metrics_record_the_machine_that_made_them(dataset):
+    r = train.train_run(spec({"type": "sgd", "lr": 0.05}), dataset, progress=False)
+    m = r["machine"]
+    assert m["torch_threads"] == 1 and m["torch"] == torch.__version__ and m["cpu_count"] >= 1
+    assert m["cpu_model"] and m["cpu_model"] != "unknown" and m["blas"] != "unknown"
+    assert m == engine.machine() | {"torch_threads": 1}  # the same machine reports the same

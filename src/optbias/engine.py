@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 import os
+import platform
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,6 +43,27 @@ def pick_device(requested: str = "auto") -> torch.device:
 def device_name(device: torch.device) -> str:
     """``cpu``, or the GPU's product name (what a run's ``metrics.json`` records)."""
     return str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
+
+
+def machine() -> dict[str, str | int]:
+    """What tells two runs' machines apart (their numbers agree bit for bit only on the same machine,
+    torch build and thread count): CPU model, logical CPUs, the CPU instructions torch uses, its
+    BLAS and LAPACK, the torch and Python versions, and the thread count in use."""
+    cpu = platform.processor() or "unknown"
+    if Path("/proc/cpuinfo").is_file():
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), flags=re.M)
+        cpu = found.group(1).strip() if found else cpu
+    build = torch.__config__.show()
+
+    def setting(pattern: str) -> str:
+        found = re.search(pattern, build)
+        return found.group(1).strip() if found else "unknown"
+
+    return {"cpu_model": cpu, "cpu_count": os.cpu_count() or 0,
+            "cpu_capability": setting(r"CPU capability usage: (\S+)"),
+            "blas": setting(r"BLAS_INFO=([^,]+)"), "lapack": setting(r"LAPACK_INFO=([^,]+)"),
+            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "torch_threads": torch.get_num_threads()}
 
 
 def make_deterministic(seed: int, threads: int, device: torch.device | None = None) -> None:

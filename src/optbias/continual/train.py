@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import data, fileio, optim
-from ..engine import (DivergenceError, LossLog, accuracy, all_finite, device_name, make_deterministic,
+from ..engine import (DivergenceError, LossLog, accuracy, all_finite, device_name, machine, make_deterministic,
                       optimizer_diagnostics, pick_device, run_epoch)
 from ..models import init_model
 from . import benchmarks, metrics
@@ -126,6 +126,7 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
         "device": device_name(device),
         "torch_version": torch.__version__,
         "platform": platform.machine(),
+        "machine": machine(),  # which machine made these numbers (README "Across machines")
         # The only fields that differ between two runs of the same seed on the same device.
         "timing": {"wall_time_s": round(time.perf_counter() - started, 3), **durations},
     }

@@ -70,6 +70,7 @@ class RunMetrics(TypedDict):
     device: str                 # "cpu" or the GPU's name
     torch_version: str
     platform: str               # platform.machine()
+    machine: NotRequired[dict[str, str | int]]  # engine.machine(): CPU model, BLAS, torch build, threads
     timing: dict[str, float]    # wall_time_s and the optimizer's durations: the only non-deterministic fields
     R_val: NotRequired[list[list[float]]]       # held-out accuracies (sweep runs only)
     validation_score: NotRequired[float | None]  # the sweep's score: mean_i R_val[i][i]; None if diverged
