@@ -41,13 +41,22 @@ def test_improving_on_an_old_task_is_negative_forgetting():
     assert metrics.backward_transfer([[0.50, 0.0], [0.95, 0.9]]) == pytest.approx(0.45)
 
 
+def test_learning_accuracy_is_the_mean_of_the_diagonal():
+    assert metrics.learning_accuracy(R) == pytest.approx((0.90 + 0.80 + 0.95) / 3)
+    # Learning less cannot hide forgetting: a model that never learns task 1 forgets nothing of it.
+    never_learned = [[0.5, 0.1], [0.5, 0.9]]
+    assert metrics.average_forgetting(never_learned) == 0.0 and metrics.learning_accuracy(never_learned) == 0.7
+    with pytest.raises(ValueError, match="square"):
+        metrics.learning_accuracy([[0.5, 0.5]])
+
+
 def test_no_forgetting_gives_zero_and_single_task_is_defined():
     perfect = [[1.0, 0.0], [1.0, 1.0]]
     assert metrics.average_forgetting(perfect) == 0.0
     assert metrics.backward_transfer(perfect) == 0.0
     assert metrics.summarize([[0.7]]) == {
         "average_accuracy": 0.7, "forgetting": [], "average_forgetting": 0.0, "bwt": 0.0,
-        "final_accuracy": [0.7], "mean_accuracy_old_tasks": None,
+        "final_accuracy": [0.7], "mean_accuracy_old_tasks": None, "learning_accuracy": 0.7,
     }
 
 

@@ -37,6 +37,8 @@ def test_summarize_runs_groups_by_optimizer():
     assert out["order"] == ["s", "a"]
     assert out["optimizers"]["a"]["average_forgetting"]["mean"] == pytest.approx(1.0)
     assert out["optimizers"]["s"]["mean_accuracy_old_tasks"]["mean"] == pytest.approx(0.4)
+    # Learning accuracy next to forgetting, derived from R for runs that did not record it.
+    assert out["optimizers"]["s"]["learning_accuracy"]["per_seed"] == [1.0, 1.0]
     assert out["optimizers"]["s"]["mean_accuracy_old_tasks"]["per_seed"] == [0.5, 0.3]
     assert out["optimizers"]["s"]["final_accuracy_per_task"][0]["mean"] == pytest.approx(0.4)
 
@@ -57,7 +59,10 @@ def test_summarize_runs_lists_diverged_seeds_and_averages_the_finished_ones():
     assert entry["seeds"] == [0, 2] and entry["diverged_seeds"] == [1]
     assert entry["average_forgetting"]["per_seed"] == pytest.approx([0.8, 0.6])
     assert entry["final_accuracy_per_task"][0]["mean"] == pytest.approx(0.3)
-    assert "(b: 1 of 3 seeds diverged)" in ablation_table({"b": out})
+    table = ablation_table({"b": out})
+    assert "(b: 1 of 3 seeds diverged)" in table
+    assert "| b: avg forgetting | b: avg accuracy | b: learning accuracy |" in table
+    assert "1.000 [1.000, 1.000] |" in table  # both finished seeds learned each task they saw
 
 
 def test_only_ablation_variants_record_divergence():

@@ -103,7 +103,8 @@ def lr_sweep(selected: dict, paths: Sequence[str | Path], title: str) -> None:
 
 
 def shampoo_ablation(by_benchmark: dict, paths: Sequence[str | Path], title: str) -> None:
-    """Average forgetting and average accuracy per Shampoo variant (mean and 95% CI over seeds).
+    """Average forgetting, average accuracy and learning accuracy (on each task just learned) per Shampoo
+    variant (mean and 95% CI over seeds): a variant cannot look good by learning less.
 
     ``by_benchmark``: data/summary/shampoo_ablation.json (``summarize_by_benchmark``), legend in its order.
     """
@@ -111,7 +112,7 @@ def shampoo_ablation(by_benchmark: dict, paths: Sequence[str | Path], title: str
     for b, summary in by_benchmark.items():
         for name in summary["order"]:
             entry = summary["optimizers"][name]
-            for metric in ("average_forgetting", "average_accuracy"):
+            for metric in ("average_forgetting", "average_accuracy", "learning_accuracy"):
                 for seed, value in zip(entry["seeds"], entry.get(metric, {}).get("per_seed", [])):
                     rows.append({"benchmark": b, "variant": name, "seed": seed, "metric": metric.replace("_", " "),
                                  "value": value})

@@ -5,6 +5,10 @@ R[i][j] is the test accuracy on task j after training on tasks 0..i (T x T, as i
 * average accuracy = mean_j R[T-1][j]
 * forgetting of task j < T-1 = max_{i < T-1} R[i][j] - R[T-1][j]  (the best it ever was, minus now)
 * backward transfer = mean_{j < T-1} (R[T-1][j] - R[j][j])          (negative means forgetting)
+* learning accuracy = mean_i R[i][i]                                 (plasticity: each task just learned)
+
+Forgetting only means something for a task that was learned, so every summary that reports
+forgetting reports the learning accuracy next to it: an optimizer cannot look good by learning less.
 """
 
 from __future__ import annotations
@@ -58,6 +62,13 @@ def backward_transfer(R) -> float:
     return float(np.mean([R[T - 1, j] - R[j, j] for j in range(T - 1)]))
 
 
+def learning_accuracy(R) -> float:
+    """Learning accuracy, mean_i R[i][i] (Riemer et al. 2019, LA): accuracy on each task right after
+    learning it, averaged over the T tasks. Raises ``ValueError`` unless R is square and non-empty."""
+    R = _square(R)
+    return float(np.mean(np.diag(R)))
+
+
 def summarize(R) -> dict[str, float | list[float]]:
     """Every scalar the figures and the audit read from one accuracy matrix."""
     R = _square(R)
@@ -68,4 +79,5 @@ def summarize(R) -> dict[str, float | list[float]]:
         "bwt": backward_transfer(R),
         "final_accuracy": R[-1].tolist(),
         "mean_accuracy_old_tasks": float(R[-1, :-1].mean()) if len(R) > 1 else None,
+        "learning_accuracy": learning_accuracy(R),
     }

@@ -9,9 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..stats import bootstrap_ci, seed_stat
+from .metrics import summarize
 from .types import RunMetrics
 
-SCALARS = ("average_accuracy", "average_forgetting", "bwt", "mean_accuracy_old_tasks")
+SCALARS = ("average_accuracy", "average_forgetting", "bwt", "mean_accuracy_old_tasks", "learning_accuracy")
+
+
+def derived(key: str, R: list[list[float]]) -> float | None:
+    """A scalar of ``metrics.summarize`` that a run's metrics.json does not hold (an older run), from its R."""
+    return summarize(R).get(key)
 
 
 def summarize_runs(runs: Sequence[RunMetrics], order: Sequence[str]) -> dict:
@@ -32,7 +38,9 @@ def summarize_runs(runs: Sequence[RunMetrics], order: Sequence[str]) -> dict:
         group = sorted((r for r in group if r.get("status", "ok") == "ok"), key=lambda r: r["seed"])
         entry = {"seeds": [r["seed"] for r in group], "diverged_seeds": diverged}
         for key in SCALARS:
-            values = [r[key] for r in group if r.get(key) is not None]
+            # Runs trained before learning_accuracy was recorded: the same number, from their R.
+            values = [r[key] if key in r else derived(key, r["R"]) for r in group]
+            values = [v for v in values if v is not None]
             if values:
                 entry[key] = seed_stat(values)
         # The per-seed accuracy matrices, in `seeds` order: the claims audit pairs optimizers by seed.
@@ -60,9 +68,9 @@ def _cell(entry: dict | None) -> str:
 
 
 def ablation_table(by_benchmark: dict) -> str:
-    """A Markdown table: one row per variant, forgetting and accuracy per benchmark (mean [95% CI])."""
+    """A Markdown table: one row per variant; forgetting, accuracy and learning accuracy per benchmark (mean [95% CI])."""
     benchmarks = list(by_benchmark)
-    header = ["variant"] + [f"{b}: {m}" for b in benchmarks for m in ("avg forgetting", "avg accuracy")]
+    header = ["variant"] + [f"{b}: {m}" for b in benchmarks for m in ("avg forgetting", "avg accuracy", "learning accuracy")]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = by_benchmark[benchmarks[0]]["order"] if benchmarks else []
     for name in order:
@@ -71,7 +79,7 @@ def ablation_table(by_benchmark: dict) -> str:
             entry = by_benchmark[b]["optimizers"].get(name, {})
             if entry.get("diverged_seeds"):
                 cells[0] += f" ({b}: {len(entry['diverged_seeds'])} of {len(entry['diverged_seeds']) + len(entry['seeds'])} seeds diverged)"
-            cells += [_cell(entry.get("average_forgetting")), _cell(entry.get("average_accuracy"))]
+            cells += [_cell(entry.get(k)) for k in ("average_forgetting", "average_accuracy", "learning_accuracy")]
         lines.append("| " + " | ".join(cells) + " |")
     n_seeds = {len(v["seeds"]) for b in benchmarks for v in by_benchmark[b]["optimizers"].values()}
     lines.append("")

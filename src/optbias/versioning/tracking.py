@@ -2,7 +2,8 @@
 
 ``data/summary/{benchmark}.json`` holds every statistic with CIs and per-seed values: too much for
 ``dvc metrics diff`` to be readable. The headline keeps the two numbers the paper argues about,
-average accuracy and average forgetting (means over seeds), per benchmark and optimizer. The
+average accuracy and average forgetting, and next to them the learning accuracy (how well each
+task was learned before it could be forgotten), as means over seeds, per benchmark and optimizer. The
 curves are the data behind the forgetting figures, one small CSV per (benchmark, optimizer), so
 ``dvc plots diff`` can overlay two commits. Both are derived, never recomputed downstream.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from ..continual.types import RunMetrics
 from ..fileio import atomic_write_bytes, atomic_write_json
 
-HEADLINE = ("average_accuracy", "average_forgetting")
+HEADLINE = ("average_accuracy", "average_forgetting", "learning_accuracy")
 CURVE_FIELDS = ("tasks_trained", "first_task_accuracy", "seen_tasks_accuracy")
 
 
