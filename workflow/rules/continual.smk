@@ -54,7 +54,7 @@ rule summarize:
     """Per-optimizer mean and bootstrap 95% CI over seeds of every scalar metric."""
     input:
         metrics=lambda w: run_metrics(w.benchmark),
-        code=code("continual/summary.py", "stats.py"),
+        code=code("continual/summary.py", "continual/metrics.py", "stats.py"),
     output:
         "data/summary/{benchmark}.json",
     params:
@@ -120,7 +120,7 @@ rule summarize_ablation:
     """The Shampoo mechanism ablation: every variant's forgetting and accuracy, with CIs."""
     input:
         metrics=all_benchmarks(ablation_metrics),
-        code=code("continual/summary.py", "stats.py"),
+        code=code("continual/summary.py", "continual/metrics.py", "stats.py"),
     output:
         json="data/summary/shampoo_ablation.json",
         table="data/summary/shampoo_ablation.md",
