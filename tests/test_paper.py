@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 
@@ -191,6 +192,8 @@ def browser_check(page: str, workdir) -> dict:
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
+        if os.environ.get("CI"):  # .ci/run installs it: in CI this check must run
+            pytest.fail("headless Chromium is not installed; .ci/run should have installed it (apt-get install -y chromium)")
         pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
     path = workdir / "check.html"
     path.write_text(page.replace("</body>", BROWSER_PROBE + "</body>"))
