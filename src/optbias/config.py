@@ -77,8 +77,33 @@ def check(config: dict) -> None:
     for name in config.get("sweep", {}).get("lrs", {}):
         if name not in entries:
             raise ConfigError(f"sweep.lrs: {name!r} is not an optimizer or ablation variant; known: {', '.join(entries)}")
+    if config.get("sweep"):
+        _check_validation_seeds("sweep.seeds", config["sweep"]["seeds"], list(config.get("seeds", [])))
+    if config.get("budget"):
+        check_budget(config)
     if config.get("powerprop"):
         check_powerprop(config["powerprop"])
+
+
+def check_budget(config: dict) -> None:
+    """Check the ``budget`` block against the rest: one entry per benchmark, experiment seeds among
+    ``seeds``, validation seeds not among them. Raises ``ConfigError`` naming the key to fix."""
+    budget, seeds = config["budget"], list(config.get("seeds", []))
+    names, benches = set(budget["benchmarks"]), set(config.get("benchmarks", {}))
+    if names != benches:
+        raise ConfigError(f"budget.benchmarks: give exactly the config's benchmarks {sorted(benches)} "
+                          f"(missing: {sorted(benches - names)}, unknown: {sorted(names - benches)})")
+    extra = [s for s in budget["seeds"] if s not in seeds]
+    if extra:  # the experiment reuses the headline runs at the configured budget
+        raise ConfigError(f"budget.seeds: {extra} not in seeds {seeds}; the experiment reuses the headline runs at "
+                          "the configured budget, so its seeds must be a subset of `seeds`")
+    _check_validation_seeds("budget.validation_seeds", budget["validation_seeds"], seeds)
+
+
+def _check_validation_seeds(key: str, validation: list[int], reported: list[int]) -> None:
+    clash = [s for s in validation if s in reported]
+    if clash:
+        raise ConfigError(f"{key}: {clash} are reported seeds; choose validation seeds outside {reported}")
 
 
 def check_powerprop(cfg: dict) -> None:

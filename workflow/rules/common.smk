@@ -48,13 +48,20 @@ ABLATION = config.get("ablation", {})
 ABLATION_ORDER = [ABLATION["base"], *ABLATION["variants"]] if ABLATION else []
 ABLATION_SEEDS = [int(s) for s in ABLATION.get("seeds", SEEDS)]  # a subset of SEEDS (config.check)
 SWEEP = config.get("sweep", {})
+SWEEP_SEEDS = [int(s) for s in SWEEP.get("seeds", [])]
+BUDGET = config.get("budget", {})
+BUDGET_GRID = {b: [int(e) for e in c["grid"]] for b, c in BUDGET.get("benchmarks", {}).items()}
+BUDGET_SEEDS = [int(s) for s in BUDGET.get("seeds", [])]  # the experiment's, a subset of SEEDS
+BUDGET_VAL_SEEDS = [int(s) for s in BUDGET.get("validation_seeds", [])]
 POWERPROP = config.get("powerprop", {})
 PP_METHODS = list(POWERPROP.get("methods", {}))
 PP_SEEDS = [int(s) for s in POWERPROP.get("seeds", [])]
 PROBES = config["probes"]  # every key has its default from the schema
 PAPER = config.get("paper", {})
 RUN = "data/runs/{benchmark}/{optimizer}/seed{seed}"
-SWEEP_RUN = "data/sweep/{benchmark}/{optimizer}/lr{lr}"
+SWEEP_RUN = "data/sweep/{benchmark}/{optimizer}/lr{lr}/seed{seed}"
+BUDGET_VAL_RUN = "data/budget/validation/{benchmark}/{optimizer}/epochs{epochs}/seed{seed}"
+BUDGET_RUN = "data/budget/runs/{benchmark}/{optimizer}/epochs{epochs}/seed{seed}"
 PP_DIR = "data/powerprop"
 PROBE = "data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json"
 
@@ -68,6 +75,7 @@ wildcard_constraints:
     optimizer=_alternatives(ENTRIES),
     seed=r"\d+",
     lr=r"[0-9][0-9.e+-]*",
+    epochs=r"[1-9][0-9]*",
     dataset=_alternatives([DATASET]),
     pp_method=_alternatives(PP_METHODS),
 
@@ -103,21 +111,33 @@ def run_spec(benchmark, optimizer, seed):
     }
 
 
-def sweep_spec(benchmark, optimizer, lr):
-    """A sweep run: one learning rate, the validation seed, a held-out split, divergence recorded."""
-    spec = run_spec(benchmark, optimizer, SWEEP["seed"])
+def sweep_spec(benchmark, optimizer, lr, seed):
+    """A sweep run: one learning rate, a validation seed, a held-out split, divergence recorded."""
+    spec = run_spec(benchmark, optimizer, seed)
     spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(lr)}
     spec["train"] = {**spec["train"], "validation_fraction": SWEEP["validation_fraction"], "on_divergence": "record"}
     return spec
 
 
-def expected_cost(benchmark, optimizer, n_runs):
+def budget_spec(benchmark, optimizer, epochs, seed, validation):
+    """A run at another budget (epochs per task): a budget-rule run (``validation``: held-out split,
+    a validation seed) or a run of the forgetting-against-budget experiment. Divergence is recorded."""
+    spec = run_spec(benchmark, optimizer, seed)
+    spec["benchmark_cfg"] = {**spec["benchmark_cfg"], "epochs_per_task": int(epochs)}
+    extra = {"validation_fraction": BUDGET["validation_fraction"]} if validation else {}
+    spec["train"] = {**spec["train"], **extra, "on_divergence": "record"}
+    return spec
+
+
+def expected_cost(benchmark, optimizer, n_runs, epochs=None):
     """A job's priority: its expected run time in arbitrary units (passes over the data x step cost).
 
     Snakemake starts the highest priority first; longest-first keeps both cores busy to the end
     instead of leaving one long job running alone after everything else has finished.
     """
-    passes = _benchmarks.get(benchmark).passes(config["benchmarks"][benchmark])
+    cfg = config["benchmarks"][benchmark]
+    cfg = {**cfg, "epochs_per_task": int(epochs)} if epochs is not None else cfg
+    passes = _benchmarks.get(benchmark).passes(cfg)
     return n_runs * passes * _optim.relative_step_cost(ENTRIES[optimizer]["type"])
 
 
@@ -161,8 +181,27 @@ def sweep_candidates():
 
 
 def sweep_metrics(benchmarks=BENCHMARKS):
-    return [f"{SWEEP_RUN}/metrics.json".format(benchmark=b, optimizer=name, lr=lr)
-            for b in benchmarks for name, lr in sweep_candidates()]
+    return [f"{SWEEP_RUN}/metrics.json".format(benchmark=b, optimizer=name, lr=lr, seed=seed)
+            for b in benchmarks for name, lr in sweep_candidates() for seed in SWEEP_SEEDS]
+
+
+def budget_validation_metrics():
+    """Every run of the budget rule: headline optimizer x budget x validation seed, per benchmark."""
+    return [f for b, grid in BUDGET_GRID.items()
+            for f in expand(f"{BUDGET_VAL_RUN}/metrics.json", benchmark=b, optimizer=OPTIMIZERS, epochs=grid,
+                            seed=BUDGET_VAL_SEEDS)]
+
+
+def budget_run_metrics(benchmark, epochs):
+    """The experiment's runs at one budget; at the configured budget they are the headline runs."""
+    if int(epochs) == int(config["benchmarks"][benchmark]["epochs_per_task"]):
+        return run_metrics(benchmark, seeds=BUDGET_SEEDS)
+    return expand(f"{BUDGET_RUN}/metrics.json", benchmark=benchmark, optimizer=OPTIMIZERS, epochs=epochs,
+                  seed=BUDGET_SEEDS)
+
+
+def budget_experiment_metrics():
+    return [f for b, grid in BUDGET_GRID.items() for e in grid for f in budget_run_metrics(b, e)]
 
 
 def ablation_metrics(benchmark):
@@ -184,6 +223,8 @@ def all_outputs():
         outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
     if ABLATION:
         outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
+    if BUDGET:
+        outputs += ["data/budget/selected.json", "data/summary/budget_sensitivity.json", "figures/budget_sensitivity.pdf"]
     if POWERPROP:
         outputs += ["data/summary/powerprop.json", f"{PP_DIR}/equivalence.json",
                     "figures/powerprop_weight_magnitudes.pdf", "figures/powerprop_pruning.pdf"]

@@ -69,32 +69,31 @@ rule summarize:
         "../scripts/continual/summarize.py"
 
 
-if SWEEP:  # without a sweep block, the rule has no outputs to name its wildcard
+rule sweep_train:
+    """One learning-rate candidate of one (benchmark, optimizer) on every validation seed, in one process.
 
-    rule sweep_train:
-        """Every learning-rate candidate of one benchmark, one after another in one process.
-
-        Each run uses the validation seed and a held-out split and records a divergence instead of
-        failing. The longest job of the DAG, so it starts first (priority).
-        """
-        input:
-            **DATA,
-        output:
-            metrics=sweep_metrics(["{benchmark}"]),  # the wildcard stays a wildcard
-        params:
-            specs=lambda w: [sweep_spec(w.benchmark, name, lr) for name, lr in sweep_candidates()],
-        message:
-            f"learning-rate sweep {{wildcards.benchmark}}: {len(sweep_candidates())} candidates"
-        threads: THREADS
-        priority: lambda w: sum(expected_cost(w.benchmark, name, 1) for name, _ in sweep_candidates())
-        log:
-            "logs/sweep/{benchmark}.log",
-        benchmark:
-            "benchmarks/sweep/{benchmark}.tsv"
-        conda:
-            ENV
-        script:
-            "../scripts/continual/train.py"
+    Each run uses a validation seed and a held-out split and records a divergence instead of failing.
+    """
+    input:
+        **DATA,
+    output:
+        metrics=expand(f"{SWEEP_RUN}/metrics.json", seed=SWEEP_SEEDS, allow_missing=True),
+    params:
+        specs=lambda w: [sweep_spec(w.benchmark, w.optimizer, w.lr, seed) for seed in SWEEP_SEEDS],
+    wildcard_constraints:
+        optimizer=_alternatives(SWEEP.get("lrs", {})),
+    message:
+        f"learning-rate sweep {{wildcards.benchmark}}/{{wildcards.optimizer}} lr {{wildcards.lr}}: {len(SWEEP_SEEDS)} validation seeds"
+    threads: THREADS
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(SWEEP_SEEDS))
+    log:
+        "logs/sweep/{benchmark}/{optimizer}/lr{lr}.log",
+    benchmark:
+        "benchmarks/sweep/{benchmark}/{optimizer}/lr{lr}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/continual/train.py"
 
 
 rule sweep_select:
@@ -134,6 +133,105 @@ rule summarize_ablation:
         ENV
     script:
         "../scripts/continual/summarize_ablation.py"
+
+
+# ---- the training budget (optbias.continual.budget): the rule that chooses the epochs per task, and
+# forgetting against the budget. Divergence is recorded, never fatal, in both.
+
+
+rule budget_validation:
+    """The budget rule's runs: one (benchmark, headline optimizer, budget) on every validation seed,
+    with a held-out part of every task's training split."""
+    input:
+        **DATA,
+    output:
+        metrics=expand(f"{BUDGET_VAL_RUN}/metrics.json", seed=BUDGET_VAL_SEEDS, allow_missing=True),
+    params:
+        specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=True)
+                         for seed in BUDGET_VAL_SEEDS],
+    wildcard_constraints:
+        optimizer=_alternatives(OPTIMIZERS),
+    message:
+        f"budget rule {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {len(BUDGET_VAL_SEEDS)} validation seeds"
+    threads: THREADS
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(BUDGET_VAL_SEEDS), w.epochs)
+    log:
+        "logs/budget/validation/{benchmark}/{optimizer}/epochs{epochs}.log",
+    benchmark:
+        "benchmarks/budget/validation/{benchmark}/{optimizer}/epochs{epochs}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/continual/train.py"
+
+
+rule budget_select:
+    """Apply the budget rule: the smallest budget of each grid at which every headline optimizer
+    reaches the declared held-out learning accuracy; record every candidate and `config_matches`."""
+    input:
+        metrics=budget_validation_metrics(),
+        code=code("continual/budget.py", "continual/summary.py"),
+    output:
+        "data/budget/selected.json",
+    params:
+        criteria=BUDGET.get("benchmarks", {}),
+        config_epochs={b: config["benchmarks"][b]["epochs_per_task"] for b in BENCHMARKS},
+        order=OPTIMIZERS,
+    message:
+        "select the budget (epochs per task)"
+    log:
+        "logs/budget/select.log",
+    conda:
+        ENV
+    script:
+        "../scripts/continual/budget_select.py"
+
+
+rule budget_train:
+    """The forgetting-against-budget experiment: one (benchmark, headline optimizer, budget) on the
+    experiment's seeds (no checkpoints). At the configured budget the headline runs serve instead."""
+    input:
+        **DATA,
+    output:
+        metrics=expand(f"{BUDGET_RUN}/metrics.json", seed=BUDGET_SEEDS, allow_missing=True),
+    params:
+        specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=False)
+                         for seed in BUDGET_SEEDS],
+    wildcard_constraints:
+        optimizer=_alternatives(OPTIMIZERS),
+    message:
+        f"budget experiment {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {len(BUDGET_SEEDS)} seeds"
+    threads: THREADS
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(BUDGET_SEEDS), w.epochs)
+    log:
+        "logs/budget/runs/{benchmark}/{optimizer}/epochs{epochs}.log",
+    benchmark:
+        "benchmarks/budget/runs/{benchmark}/{optimizer}/epochs{epochs}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/continual/train.py"
+
+
+rule summarize_budget:
+    """Forgetting against the budget: per benchmark, budget and optimizer, mean and 95% CI over seeds
+    of average forgetting, accuracy on old tasks, learning accuracy and average accuracy."""
+    input:
+        metrics=budget_experiment_metrics(),
+        selected="data/budget/selected.json",
+        code=code("continual/budget.py", "continual/summary.py", "continual/metrics.py", "stats.py"),
+    output:
+        "data/summary/budget_sensitivity.json",
+    params:
+        order=OPTIMIZERS,
+    message:
+        "summarize forgetting against the budget"
+    log:
+        "logs/summarize/budget_sensitivity.log",
+    conda:
+        ENV
+    script:
+        "../scripts/continual/summarize_budget.py"
 
 
 # ---- figures: rule, script and function share one name (optbias.continual.figures.<name>)
@@ -223,6 +321,26 @@ rule lr_sweep:
         ENV
     script:
         "../scripts/continual/lr_sweep.py"
+
+
+rule budget_sensitivity:
+    """Figure: forgetting, accuracy on old tasks and learning accuracy against epochs per task."""
+    input:
+        summary="data/summary/budget_sensitivity.json",
+        code=code("continual/figures.py", "plotting.py"),
+    output:
+        pdf=report("figures/budget_sensitivity.pdf", caption="../report/budget_sensitivity.rst", category="Protocol"),
+        png="figures/budget_sensitivity.png",
+    params:
+        title="Forgetting against the training budget",
+    message:
+        "figure {output.pdf}"
+    log:
+        "logs/figures/budget_sensitivity.log",
+    conda:
+        ENV
+    script:
+        "../scripts/continual/budget_sensitivity.py"
 
 
 rule shampoo_ablation:

@@ -133,3 +133,48 @@ def shampoo_ablation(by_benchmark: dict, paths: Sequence[str | Path], title: str
                         fontsize=8, color="firebrick")
     grid.figure.suptitle(f"{title} ({seed_note(df.rename(columns={'variant': 'optimizer'}))})", y=1.02)
     save(grid.figure, paths)
+
+
+BUDGET_METRICS = {"average_forgetting": "average forgetting",
+                  "mean_accuracy_old_tasks": "final accuracy on old tasks",
+                  "learning_accuracy": "learning accuracy\n(each task just learned)"}
+
+
+def budget_sensitivity(summary: dict, paths: Sequence[str | Path], title: str) -> None:
+    """Forgetting, accuracy on old tasks and learning accuracy against epochs per task: one row per
+    benchmark, one column per metric, one line per optimizer (mean and 95% CI over seeds); a dashed
+    line at the budget the budget rule chose.
+
+    ``summary``: data/summary/budget_sensitivity.json (``optbias.continual.budget.summarize_budget``).
+    """
+    rows = []
+    for b, entry in summary.items():
+        for e, at in entry["epochs"].items():
+            for name, opt in at["optimizers"].items():
+                for metric in BUDGET_METRICS:
+                    for seed, value in zip(opt["seeds"], opt.get(metric, {}).get("per_seed", [])):
+                        rows.append({"benchmark": b, "epochs": int(e), "optimizer": name, "seed": seed,
+                                     "metric": metric, "value": value})
+    df = pd.DataFrame(rows)
+    benchmarks = list(summary)
+    order = list(next(iter(summary.values()))["order"]) if summary else []
+    fig, axes = plt.subplots(len(benchmarks), len(BUDGET_METRICS), figsize=(4.2 * len(BUDGET_METRICS) + 1.8,
+                                                                            3.4 * len(benchmarks)), squeeze=False)
+    for r, b in enumerate(benchmarks):
+        for c, (metric, label) in enumerate(BUDGET_METRICS.items()):
+            ax = axes[r][c]
+            part = df[(df.benchmark == b) & (df.metric == metric)]
+            sns.lineplot(data=part, x="epochs", y="value", hue="optimizer", hue_order=order, palette=palette(order),
+                         errorbar=CI, seed=0, n_boot=2000, marker="o", ax=ax, legend=(r == 0 and c == 2))
+            chosen = summary[b].get("selected_epochs")
+            if chosen is not None:
+                ax.axvline(chosen, color="0.4", linestyle="--", linewidth=1)
+            ax.set(xscale="log", ylim=(0, 1.02), xlabel="epochs per task (log scale)", ylabel=label,
+                   title=f"{b}: {label.splitlines()[0]}")
+            ax.set_xticks(summary[b]["grid"], [str(e) for e in summary[b]["grid"]])
+            ax.minorticks_off()
+    if benchmarks:
+        axes[0][-1].legend(title="optimizer", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    fig.suptitle(f"{title} ({seed_note(df)}; dashed: the budget the rule chose)")
+    fig.tight_layout()
+    save(fig, paths)

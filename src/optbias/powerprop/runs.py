@@ -12,8 +12,9 @@ v = sign(w)|w|^(1/α)), sees the same batches, and is saved as a *plain* state_d
 weights, so evaluation and pruning (``optbias.powerprop.sparsity``) never know which form produced it.
 
 Learning rates are chosen per method before any sparsity number is computed, by the rule of
-``optbias.continual.sweep``: train once per candidate on a validation seed, holding out a stratified part
-of the training split; the held-out accuracy picks the lr (ties: the smaller; diverged: 0).
+``optbias.continual.sweep``: train once per candidate and validation seed, holding out a stratified
+part of the training split; the mean held-out accuracy over the seeds picks the lr (ties: the
+smaller; a diverged run scores 0 and makes its candidate ineligible).
 Several trainings run in one process (one per lr, or one per seed) to keep the pipeline short.
 """
 
@@ -110,32 +111,41 @@ def _setup(cfg: dict, seed: int) -> torch.device:
 
 
 def sweep_method(name: str, method: dict, cfg: dict, model_cfg: dict, dataset_path: str | Path) -> dict:
-    """Train once per candidate lr on the validation seed with a held-out split; pick the lr."""
-    seed = int(cfg["validation_seed"])
-    device = _setup(cfg, seed)
+    """Train once per (candidate lr, validation seed) with a held-out split; pick the lr.
+
+    The rule is ``optbias.continual.sweep.select``: mean held-out accuracy over the validation seeds
+    (``cfg["validation_seeds"]``), a diverged run scores 0, and a candidate with a diverged seed is
+    not eligible. Cost: len(lrs) x len(validation_seeds) trainings of ``cfg["epochs"]`` epochs.
+    """
+    seeds = [int(s) for s in cfg["validation_seeds"]]
+    device = _setup(cfg, seeds[0])
     fit_task, val_task = split_validation(single_task(dataset_path), float(cfg["validation_fraction"]), 0)
     fit_task, val_task = fit_task.to(device), val_task.to(device)
     runs = []
     for lr in method["lrs"]:
-        started = time.perf_counter()
-        model, opt = build(method, lr, seed, model_cfg, name)
-        model.to(device)
-        status, score, error = "ok", None, None
-        try:
-            fit(model, opt, fit_task, int(cfg["epochs"]), int(cfg["batch_size"]), seed, f"powerprop sweep {name} lr={lr:g}")
-            score = accuracy(model, val_task.x_test, val_task.y_test)
-        except DivergenceError as err:
-            status, error = "diverged", str(err)
-        runs.append({"optimizer": name, "benchmark": TASK_NAME, "spec": {"optimizer_cfg": {"lr": float(lr)}},
-                     "status": status, "validation_score": score, "error": error,
-                     "wall_time_s": round(time.perf_counter() - started, 3)})
+        for seed in seeds:
+            _setup(cfg, seed)
+            started = time.perf_counter()
+            model, opt = build(method, lr, seed, model_cfg, name)
+            model.to(device)
+            status, score, error = "ok", None, None
+            try:
+                fit(model, opt, fit_task, int(cfg["epochs"]), int(cfg["batch_size"]), seed,
+                    f"powerprop sweep {name} lr={lr:g} seed{seed}")
+                score = accuracy(model, val_task.x_test, val_task.y_test)
+            except DivergenceError as err:
+                status, error = "diverged", str(err)
+            runs.append({"optimizer": name, "benchmark": TASK_NAME, "seed": seed,
+                         "spec": {"optimizer_cfg": {"lr": float(lr)}}, "status": status, "validation_score": score,
+                         "error": error, "wall_time_s": round(time.perf_counter() - started, 3)})
     (selection,) = sweep.select(runs, {}).values()
-    return {"method": name, "method_cfg": method, "seed": seed, "validation_fraction": cfg["validation_fraction"],
+    return {"method": name, "method_cfg": method, "seeds": seeds, "validation_fraction": cfg["validation_fraction"],
             "selected_lr": selection["selected_lr"], "edge_of_grid": selection["edge_of_grid"],
+            "selected_has_diverged_seed": selection["selected_has_diverged_seed"],
             "candidates": selection["candidates"],
-            "runs": [{k: r[k] for k in ("status", "validation_score", "error")} | {"lr": r["spec"]["optimizer_cfg"]["lr"]}
-                     for r in runs],
-            "timing": {"wall_time_s": sum(r["wall_time_s"] for r in runs)}}
+            "runs": [{k: r[k] for k in ("seed", "status", "validation_score", "error")}
+                     | {"lr": r["spec"]["optimizer_cfg"]["lr"]} for r in runs],
+            "timing": {"wall_time_s": round(sum(r["wall_time_s"] for r in runs), 3)}}
 
 
 def train_method(name: str, method: dict, lr: float, cfg: dict, model_cfg: dict, dataset_path: str | Path,
@@ -191,8 +201,10 @@ def run_method(name: str, method: dict, cfg: dict, model_cfg: dict, dataset_path
     selection = sweep_method(name, method, cfg, model_cfg, dataset_path)
     fileio.atomic_write_json(selected_path, selection)
     lr = selection["selected_lr"]
-    scores = ", ".join(f"{c['lr']:g}: {c['score']:.4f}" for c in selection["candidates"])
-    print(f"{name}: validation accuracy by lr {{{scores}}} -> lr {lr:g}", flush=True)
+    scores = ", ".join(f"{c['lr']:g}: {c['score']:.4f}" + ("" if c["eligible"] else " (a seed diverged)")
+                       for c in selection["candidates"])
+    print(f"{name}: validation accuracy by lr, mean over seeds {selection['seeds']} {{{scores}}} -> lr {lr:g}",
+          flush=True)
 
     result = train_method(name, method, lr, cfg, model_cfg, dataset_path, checkpoints)
     fileio.atomic_write_json(results_path, result)

@@ -48,5 +48,8 @@ def summarize(results: list[dict], selections: list[dict], order: list[str]) -> 
                                   "(global max over all weight matrices; biases excluded)")
     out["pruning_definition"] = "global one-shot magnitude pruning of Linear weights, no retraining; test accuracy"
     out["selection"] = {sel["method"]: {"selected_lr": sel["selected_lr"], "edge_of_grid": sel["edge_of_grid"],
+                                        # older selections (one validation seed) did not record it
+                                        "selected_has_diverged_seed": sel.get("selected_has_diverged_seed", False),
+                                        "validation_seeds": sel.get("seeds", [sel.get("seed")]),
                                         "candidates": sel["candidates"]} for sel in selections}
     return out
