@@ -28,7 +28,12 @@ TINY_CONFIG = {
         "adam-1e-3": {"type": "adam", "lr": 1.0e-3},
         "shampoo": {"type": "shampoo", "lr": 0.05},
     },
-    "sweep": {"seed": 1000, "validation_fraction": 0.1, "lrs": {"sgd": [0.01, 0.1], "shampoo-diag": [0.05]}},
+    "sweep": {"seeds": [1000, 1001], "validation_fraction": 0.1, "lrs": {"sgd": [0.01, 0.1], "shampoo-diag": [0.05]}},
+    # The budget rule and the forgetting-against-budget experiment, end to end: the configured budget
+    # (1) is one of the grid, so the experiment reuses the headline runs there and trains only at 2.
+    "budget": {"validation_seeds": [1000, 1001], "validation_fraction": 0.1, "seeds": [0, 1],
+               "benchmarks": {"class_incremental": {"grid": [1, 2], "level": 0.9},
+                              "permuted": {"grid": [1, 2], "plateau_tolerance": 0.01}}},
     "ablation": {"base": "shampoo", "seeds": [0], "variants": {"shampoo-diag": {"optimizer": {"max_precond_dim": 1}},
                                                                "shampoo-reset": {"train": {"reset_optimizer": True}}}},
 }
@@ -37,7 +42,7 @@ TINY_CONFIG = {
 # A Powerprop block small enough for end-to-end tests (the experiment is in powerprop.smk).
 TINY_PP = {
     "seeds": [0, 1],
-    "validation_seed": 1000,
+    "validation_seeds": [1000, 1001],
     "validation_fraction": 0.1,
     "epochs": 1,
     "batch_size": 128,

@@ -220,7 +220,9 @@ def test_thresholds_are_the_declared_ones():
                 "C9a": 0.02, "C9b": 0.02, "A1": 0.0, "A2": 0.0, "A3": 0.0,
                 # declared in claims_pending.yaml (commit e1e0fc0), before any probe or Powerprop result
                 "C4": 0.0, "C5a": 0.0, "C5b": 0.0, "C9c": 0.02, "C7": 1.5, "C8a": 0.1, "C8b": 0.02,
-                "C9d": 0.1}
+                "C9d": 0.1,
+                # declared with the budget rule (issue 13), before any run at another budget
+                "B3": 0.95, "D1": 0.05, "D2": 0.0, "D3a": -0.02, "D3b": -0.02}
     claims = {c["id"]: c for c in C.load_claims(PAPER / "claims.yaml")}
     assert {k: claims[k]["test"]["threshold"] for k in declared} == declared
 

@@ -130,7 +130,10 @@ def _round_trip_config() -> dict:
     cfg["seeds"] = [0]
     cfg["benchmarks"] = {"permuted": {"n_tasks": 2, "epochs_per_task": 1, "batch_size": 128, "permutation_seed": 0}}
     cfg["optimizers"] = {name: cfg["optimizers"][name] for name in ("sgd", "shampoo")}
-    cfg["sweep"] = {"seed": 1000, "validation_fraction": 0.1, "lrs": {"sgd": [0.05]}}
+    cfg["sweep"] = {"seeds": [1000, 1001], "validation_fraction": 0.1, "lrs": {"sgd": [0.05]}}
+    # A one-budget grid: the rule's validation runs exist (data/budget), the experiment reuses the headline runs.
+    cfg["budget"] = {"validation_seeds": [1000, 1001], "seeds": [0],
+                     "benchmarks": {"permuted": {"grid": [1], "plateau_tolerance": 0.01}}}
     cfg.pop("ablation")
     # The smallest Powerprop block, so that its DVC output (data/powerprop) exists too.
     pp = copy.deepcopy(TINY_PP)

@@ -195,6 +195,22 @@ def _listify(x: Any) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def _over_values(doc: Any, values: Any, claim_id: str) -> list:
+    """An ``over`` entry's values: a list (or one value), or ``{keys_of: <path>}``, the keys of the
+    mapping at that path of the output (e.g. every budget a summary holds, whatever the grid)."""
+    if isinstance(values, dict):
+        if set(values) != {"keys_of"}:
+            raise ClaimError(f"claim {claim_id}: an over entry is a list or {{keys_of: <path>}}, got {values}")
+        try:
+            keys = select(doc, values["keys_of"])
+        except KeyError as err:
+            raise ClaimError(f"claim {claim_id}: keys_of {values['keys_of']!r}: the output does not hold {err.args[0]}") from None
+        if not isinstance(keys, dict) or not keys:
+            raise ClaimError(f"claim {claim_id}: keys_of {values['keys_of']!r} is not a non-empty mapping")
+        return list(keys)
+    return _listify(values)
+
+
 def _seeds(doc: Any, selector: str) -> list | None:
     """The ``seeds`` list next to an ``optimizers.<name>`` entry, if the selector passes one."""
     m = re.match(r"(.*?optimizers\.[^.\[]+)", selector)
@@ -235,7 +251,7 @@ def evaluate(claim: dict, doc: Any) -> dict:
     """The audit row of one claim on its parsed output ``doc`` (raises ClaimError on a missing value)."""
     test, metric = claim["test"], claim["metric"]
     reduce = metric.get("reduce", "mean")
-    over = claim.get("over") or {}
+    over = {name: _over_values(doc, values, claim["id"]) for name, values in (claim.get("over") or {}).items()}
     combos = [dict(zip(over, vals)) for vals in itertools.product(*(_listify(v) for v in over.values()))] or [{}]
     cases = []
     try:
