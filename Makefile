@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: reproduce test paper lint clean-outputs pull dvc-repro
+.PHONY: reproduce test paper lint clean-outputs pull dvc-repro compare
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"optbias needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}; set PYTHON=python3.11"'
@@ -31,6 +31,12 @@ test: $(VENV)/.installed
 # or run the pipeline as DVC stages (each a snakemake call) and record the hashes in dvc.lock.
 pull: $(VENV)/.installed
 	$(BIN)/optbias pull
+
+# After `make reproduce`: your headline metrics and claim verdicts against the committed ones
+# (README "Across machines"); exit status 1 when a verdict differs. REV=<commit> for another reference.
+REV ?= HEAD
+compare: $(VENV)/.installed
+	$(BIN)/optbias compare --rev $(REV)
 
 dvc-repro: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro

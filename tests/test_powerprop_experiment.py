@@ -129,11 +129,14 @@ def test_sweep_picks_the_best_validation_score_and_records_divergence(dataset):
     # α = 3: the step grows like |w|^(4/3)·lr, so a large lr blows the weights up to inf/NaN
     method = {"optimizer": {"type": "powerprop_sgd", "alpha": 3}, "lrs": [1.0, 1.0e4]}
     out = powerprop_runs.sweep_method("ppsgd-a3", method, TINY_PP, {"hidden": [16]}, dataset)
-    runs = {r["lr"]: r for r in out["runs"]}
-    assert runs[1.0e4]["status"] == "diverged" and runs[1.0]["status"] == "ok"
-    assert "powerprop sweep ppsgd-a3 lr=10000" in runs[1.0e4]["error"]
-    assert out["selected_lr"] == 1.0 and out["seed"] == 1000 and runs[1.0]["validation_score"] > 0.1
-    assert {c["lr"]: c["score"] for c in out["candidates"]}[1.0e4] == 0.0
+    runs = {(r["lr"], r["seed"]): r for r in out["runs"]}
+    assert len(runs) == 4 and out["seeds"] == [1000, 1001]  # every candidate on every validation seed
+    assert runs[(1.0e4, 1000)]["status"] == "diverged" and runs[(1.0, 1001)]["status"] == "ok"
+    assert "powerprop sweep ppsgd-a3 lr=10000 seed1000" in runs[(1.0e4, 1000)]["error"]
+    assert out["selected_lr"] == 1.0 and out["selected_has_diverged_seed"] is False
+    assert runs[(1.0, 1000)]["validation_score"] > 0.1 and runs[(1.0, 1000)] != runs[(1.0, 1001)]
+    big = next(c for c in out["candidates"] if c["lr"] == 1.0e4)
+    assert big["score"] == 0.0 and big["eligible"] is False
 
 
 def test_summary_means_and_cis():

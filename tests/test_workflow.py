@@ -71,11 +71,44 @@ def test_sweep_selects_by_validation_score_and_flags_the_config(finished_run):
     scores = {c["lr"]: c["score"] for c in sgd["candidates"]}
     assert set(scores) == {0.01, 0.1} and sgd["selected_lr"] == max(scores, key=scores.get)
     assert sgd["config_lr"] == 0.05 and sgd["config_matches"] is False  # the tiny config was not tuned
-    run = json.loads((workdir / "data/sweep/permuted/sgd/lr0.1/metrics.json").read_text())
-    assert run["seed"] == 1000 and run["spec"]["train"]["validation_fraction"] == 0.1 and "R_val" in run
-    assert not (workdir / "data/sweep/permuted/sgd/lr0.1/checkpoints").exists()
+    assert set(sgd["candidates"][0]["per_seed"]["permuted"]) == {"1000", "1001"}  # scored over 2 validation seeds
+    assert sgd["selected_has_diverged_seed"] is False
+    for seed in (1000, 1001):
+        run = json.loads((workdir / f"data/sweep/permuted/sgd/lr0.1/seed{seed}/metrics.json").read_text())
+        assert run["seed"] == seed and run["spec"]["train"]["validation_fraction"] == 0.1 and "R_val" in run
+    assert not list((workdir / "data/sweep").rglob("checkpoints"))
     for stem in ("lr_sweep", "shampoo_ablation"):
         assert (workdir / f"figures/{stem}.png").stat().st_size > 10_000
+
+
+def test_budget_rule_and_experiment_end_to_end(finished_run):
+    """The tiny config declares grids [1, 2]: the rule scores every optimizer at both on 2 validation
+    seeds; the experiment trains at 2 and reuses the headline runs at the configured 1."""
+    workdir, _ = finished_run
+    selected = json.loads((workdir / "data/budget/selected.json").read_text())
+    assert set(selected) == {"class_incremental", "permuted"}
+    for b, entry in selected.items():
+        assert entry["grid"] == [1, 2] and entry["config_epochs"] == 1
+        first_met = next((c["epochs"] for c in entry["candidates"] if c["all_meet"]), 2)
+        assert entry["selected_epochs"] == first_met and entry["config_matches"] == (first_met == 1)
+        for c in entry["candidates"]:
+            assert set(c["optimizers"]) == {"sgd", "adamw", "adam-1e-3", "adam-1e-4", "shampoo"}
+            assert all(set(o["per_seed"]) == {"1000", "1001"} for o in c["optimizers"].values())
+        assert entry["candidates"][-1]["optimizers"]["sgd"]["meets"] or "level" in entry["criterion"]
+    runs = {e: json.loads((workdir / f"data/budget/validation/permuted/sgd/epochs{e}/seed1001/metrics.json").read_text())
+            for e in (1, 2)}
+    assert runs[2]["spec"]["benchmark_cfg"]["epochs_per_task"] == 2 and runs[2]["steps"] == 2 * runs[1]["steps"]
+    assert runs[2]["spec"]["train"]["validation_fraction"] == 0.1 and "R_val" in runs[2]
+    assert not (workdir / "data/budget/runs/permuted/sgd/epochs1").exists()  # the headline runs serve
+    summary = json.loads((workdir / "data/summary/budget_sensitivity.json").read_text())
+    for b in ("class_incremental", "permuted"):
+        assert summary[b]["grid"] == [1, 2] and summary[b]["selected_epochs"] == selected[b]["selected_epochs"]
+        for e in ("1", "2"):
+            entry = summary[b]["epochs"][e]["optimizers"]["shampoo"]
+            assert entry["seeds"] == [0, 1] and len(entry["learning_accuracy"]["per_seed"]) == 2
+    headline = json.loads((workdir / "data/runs/permuted/sgd/seed0/metrics.json").read_text())
+    assert summary["permuted"]["epochs"]["1"]["optimizers"]["sgd"]["average_forgetting"]["per_seed"][0] == headline["average_forgetting"]
+    assert (workdir / "figures/budget_sensitivity.png").stat().st_size > 10_000
 
 
 def test_ablation_variants_change_one_ingredient(finished_run):

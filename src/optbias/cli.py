@@ -4,7 +4,8 @@ The pipeline's rules do not go through here: each calls its library function fro
 ``workflow/scripts/`` (see ``optbias.job``). These commands are the ones a person types:
 
 * ``optbias pull``: fetch the versioned data and checkpoints with DVC, so nothing retrains;
-* ``optbias perf-shampoo``: Shampoo's step time against AdamW's, and where the time goes.
+* ``optbias perf-shampoo``: Shampoo's step time against AdamW's, and where the time goes;
+* ``optbias compare``: your headline metrics and verdicts against a committed revision's.
 
 A known error (``optbias.job.KNOWN_ERRORS``) ends the command with a one-line message.
 """
@@ -31,6 +32,12 @@ def _perf_shampoo(args: argparse.Namespace) -> None:
         print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .versioning.compare import compare
+
+    return compare(".", rev=args.rev)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="optbias", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -47,19 +54,23 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--update-freq", type=int, default=10)
     b.set_defaults(func=_perf_shampoo)
+
+    c = sub.add_parser("compare", help="your headline metrics and claim verdicts against a revision's (exit 1: a verdict differs)")
+    c.add_argument("--rev", default="HEAD", help="the git revision to compare with (default: HEAD, what you cloned)")
+    c.set_defaults(func=_compare)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except Exception as err:
         if not is_known_error(err):
             raise
         print(f"optbias {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 # A module that was never imported cannot have raised its error, so it is not imported to check.
 # ValueError covers ConfigError, OptimizerConfigError, ClaimError and PaperError.
 KNOWN_ERRORS = (("builtins", "ValueError"), ("optbias.data", "DataError"), ("optbias.engine", "DivergenceError"),
-                ("optbias.versioning.pull", "PullError"))
+                ("optbias.versioning.pull", "PullError"), ("optbias.versioning.compare", "CompareError"))
 
 
 def is_known_error(err: BaseException) -> bool:

@@ -236,7 +236,7 @@ def all_outputs():
     if "class_incremental" in BENCHMARKS:
         outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
     if PAPER:
-        outputs += ["paper/audit.md", "data/audit.json", "paper/build/paper.html"]
+        outputs += ["paper/audit.md", "data/audit.json", "paper/verdicts.json", "paper/build/paper.html"]
     return outputs
 
 

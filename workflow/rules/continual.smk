@@ -312,7 +312,7 @@ rule lr_sweep:
         pdf=report("figures/lr_sweep.pdf", caption="../report/lr_sweep.rst", category="Protocol"),
         png="figures/lr_sweep.png",
     params:
-        title="Learning-rate sweep (validation seed, held-out split)",
+        title="Learning-rate sweep (validation seeds, held-out split)",
     message:
         "figure {output.pdf}"
     log:

@@ -13,6 +13,7 @@ rule audit:
     output:
         md="paper/audit.md",
         json="data/audit.json",
+        verdicts="paper/verdicts.json",  # committed: `optbias compare` names the verdicts a new run changes
     params:
         rule_outputs=lambda w: claimed_rule_outputs(),
     message:

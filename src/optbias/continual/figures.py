@@ -78,27 +78,34 @@ def accuracy_matrices(runs: Sequence[RunMetrics], order: Sequence[str], paths: S
 
 
 def lr_sweep(selected: dict, paths: Sequence[str | Path], title: str) -> None:
-    """Validation score against learning rate, one line per swept optimizer, one panel per benchmark.
+    """Validation score against learning rate, one line per swept optimizer (mean over validation
+    seeds), one dot per seed (a diverged seed at 0), one panel per benchmark; a circle marks the choice.
 
     ``selected``: data/sweep/selected.json (``optbias.continual.sweep.select``); legend in its order.
     """
     rows = [{"optimizer": name, "lr": c["lr"], "benchmark": b, "score": score}
             for name, entry in selected.items() for c in entry["candidates"] for b, score in c["per_benchmark"].items()]
-    df = pd.DataFrame(rows)
+    seeds = [{"optimizer": name, "lr": c["lr"], "benchmark": b, "score": score}
+             for name, entry in selected.items() for c in entry["candidates"]
+             for b, per_seed in c.get("per_seed", {}).items() for score in per_seed.values()]
+    df, dots = pd.DataFrame(rows), pd.DataFrame(seeds)
     names = list(selected)
     benchmarks = sorted(df["benchmark"].unique())
     fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks) + 1.5, 4), squeeze=False, sharey=True)
     for ax, b in zip(axes[0], benchmarks):
         sns.lineplot(data=df[df["benchmark"] == b], x="lr", y="score", hue="optimizer", hue_order=names,
                      palette=palette(names), marker="o", ax=ax, legend=ax is axes[0][-1])
+        if len(dots):
+            sns.scatterplot(data=dots[dots["benchmark"] == b], x="lr", y="score", hue="optimizer", hue_order=names,
+                            palette=palette(names), s=12, alpha=0.6, ax=ax, legend=False)
         for name in names:
             ax.scatter([selected[name]["selected_lr"]], [df[(df.benchmark == b) & (df.optimizer == name) &
                         (df.lr == selected[name]["selected_lr"])]["score"].iloc[0]],
                        s=160, facecolors="none", edgecolors=palette(names)[name], linewidths=2, zorder=5)
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="learning rate", title=b,
-               ylabel="held-out accuracy on the task being learned\n(mean over tasks)")
+               ylabel="held-out accuracy on the task being learned\n(mean over tasks; dots: validation seeds)")
     axes[0][-1].legend(title="optimizer (circle: chosen)", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
-    fig.suptitle(f"{title}; chosen = best mean over benchmarks")
+    fig.suptitle(f"{title}; chosen = best mean over seeds and benchmarks, no diverged seed")
     save(fig, paths)
 
 

@@ -351,11 +351,15 @@ def audit(claims: Sequence[dict], rule_outputs: Mapping[str, Sequence[str]], roo
 
 
 def run_audit(claims_path: str | Path, rule_outputs: Mapping[str, Sequence[str]], output_md: str | Path,
-              output_json: str | Path, root: str | Path = ".") -> dict:
-    """``audit`` of the claims file, written as ``data/audit.json`` and ``paper/audit.md`` (atomically);
-    prints the verdict counts. Raises ``ClaimError`` as ``audit`` does."""
+              output_json: str | Path, root: str | Path = ".", output_verdicts: str | Path | None = None) -> dict:
+    """``audit`` of the claims file, written as ``data/audit.json`` and ``paper/audit.md`` (atomically),
+    and with ``output_verdicts`` as ``{claim id: verdict}`` (``paper/verdicts.json``, committed: what
+    ``optbias compare`` checks a new run against). Prints the verdict counts. Raises ``ClaimError``
+    as ``audit`` does."""
     result = audit(load_claims(claims_path), rule_outputs, root)
     atomic_write_json(output_json, result)
+    if output_verdicts is not None:
+        atomic_write_json(output_verdicts, {row["id"]: row["verdict"] for row in result["claims"]})
     atomic_write_bytes(output_md, audit_markdown(result).encode())
     print(", ".join(f"{n} {v}" for v, n in result["counts"].items()))
     return result
