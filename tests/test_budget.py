@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -45,10 +46,11 @@ def test_plateau_rule_compares_with_the_optimizers_own_score_at_the_largest_budg
                                ["sgd", "adam"])["b"]
     assert [c["all_meet"] for c in out["candidates"]] == [False, False, True]
     assert out["selected_epochs"] == 4 and out["config_matches"] is False and out["level_reached"] is True
+    assert out["edge_of_grid"] is True  # a plateau choice at the largest budget: learning may still rise
     table["adam"][2] = [0.895, 0.895]
     out = budget.select_budget(runs_from(table), {"b": {"grid": [1, 2, 4], "plateau_tolerance": 0.01}}, {"b": 2},
                                ["sgd", "adam"])["b"]
-    assert out["selected_epochs"] == 2 and out["config_matches"] is True
+    assert out["selected_epochs"] == 2 and out["config_matches"] is True and out["edge_of_grid"] is False
 
 
 def test_a_level_nobody_reaches_picks_the_largest_budget_and_says_so_and_a_diverged_seed_scores_zero():
@@ -63,6 +65,9 @@ def test_a_partial_grid_or_a_bad_criterion_is_an_error():
     table = {"sgd": {1: [0.9, 0.9]}}
     with pytest.raises(ValueError, match=r"no validation run for \[\('sgd', 2\)\]"):
         budget.select_budget(runs_from(table), {"b": {"grid": [1, 2], "level": 0.9}}, {"b": 1}, ["sgd"])
+    table = {"sgd": {1: [0.9, 0.9], 2: [0.9]}}  # one validation seed missing at 2 epochs
+    with pytest.raises(ValueError, match="the validation seeds differ between cells"):
+        budget.select_budget(runs_from(table), {"b": {"grid": [1, 2], "level": 0.9}}, {"b": 1}, ["sgd"])
     with pytest.raises(ValueError, match="exactly one of level or plateau_tolerance"):
         budget.meets(0.9, 0.9, {"level": 0.9, "plateau_tolerance": 0.01})
 
@@ -72,19 +77,19 @@ def test_summarize_budget_groups_by_budget_with_per_seed_values():
         R = [[1.0, 0.0], [old, 0.8]]
         return {"benchmark": "b", "optimizer": o, "seed": s, "status": "ok", "R": R, "tasks": ["t0", "t1"],
                 "spec": {"benchmark_cfg": {"epochs_per_task": e}}}
-    runs = [run(o, e, s, old) for o, old in (("sgd", 0.2), ("shampoo", 0.6)) for e in (1, 4) for s in (0, 1)]
-    out = budget.summarize_budget(runs, ["sgd", "shampoo"], {"b": {"selected_epochs": 4}})["b"]
-    assert out["grid"] == [1, 4] and out["selected_epochs"] == 4 and set(out["epochs"]) == {"1", "4"}
-    sgd = out["epochs"]["4"]["optimizers"]["sgd"]
+    runs = [run(o, e, s, old) for o, old in (("sgd", 0.2), ("shampoo", 0.6)) for e in (2, 10) for s in (0, 1)]
+    out = budget.summarize_budget(runs, ["sgd", "shampoo"], {"b": {"selected_epochs": 10}})["b"]
+    assert out["grid"] == [2, 10] and out["selected_epochs"] == 10 and set(out["epochs"]) == {"2", "10"}
+    sgd = out["epochs"]["10"]["optimizers"]["sgd"]
     assert sgd["seeds"] == [0, 1] and sgd["average_forgetting"]["per_seed"] == pytest.approx([0.8, 0.8])
     assert sgd["learning_accuracy"]["mean"] == pytest.approx(0.9) and "R_per_seed" not in sgd
-    # The claims audit pairs them by seed, per budget (keys_of enumerates the budgets).
+    # The claims audit pairs them by seed, per budget (keys_of enumerates the budgets, in numeric order).
     claim = {"id": "D", "metric": {"select": "b.epochs.{epochs}.optimizers.{optimizer}.mean_accuracy_old_tasks.per_seed"},
              "over": {"epochs": {"keys_of": "b.epochs"}}, "statement": "s", "source": "ours", "rule": "r",
              "output": "o", "figure": "f", "test": {"type": "compare", "a": "shampoo", "b": ["sgd"], "op": ">",
                                                     "threshold": 0.05}}
-    row = C.evaluate(claim, {"b": out})
-    assert [c["case"] for c in row["cases"]] == ["1: shampoo - sgd", "4: shampoo - sgd"]
+    row = C.evaluate(claim, json.loads(json.dumps({"b": out}, sort_keys=True)))  # as on disk: "10" before "2"
+    assert [c["case"] for c in row["cases"]] == ["2: shampoo - sgd", "10: shampoo - sgd"]
     assert row["cases"][0]["value"] == pytest.approx(0.4) and row["verdict"] == C.SUPPORTED
     with pytest.raises(C.ClaimError, match="keys_of 'b.nothing'"):
         C.evaluate({**claim, "over": {"epochs": {"keys_of": "b.nothing"}}}, {"b": out})
@@ -96,15 +101,18 @@ def sweep_run(optimizer: str, lr: float, seed: int, score: float | None, benchma
 
 
 def test_sweep_scores_over_seeds_and_never_chooses_a_candidate_with_a_diverged_seed():
-    # lr 1.0 is best on seed 1000 (0.95) but diverges on seed 1001: the knife edge. lr 0.3 wins.
-    runs = [sweep_run("sgd", 0.1, 1000, 0.80), sweep_run("sgd", 0.1, 1001, 0.82),
-            sweep_run("sgd", 0.3, 1000, 0.90), sweep_run("sgd", 0.3, 1001, 0.40),
+    # lr 1.0 has the best mean (0.495) but diverged on seed 1001: the knife edge. It is not eligible,
+    # so lr 0.3 (0.425) wins over lr 0.1 (0.41).
+    runs = [sweep_run("sgd", 0.1, 1000, 0.40), sweep_run("sgd", 0.1, 1001, 0.42),
+            sweep_run("sgd", 0.3, 1000, 0.45), sweep_run("sgd", 0.3, 1001, 0.40),
             sweep_run("sgd", 1.0, 1000, 0.99), sweep_run("sgd", 1.0, 1001, None)]
     out = sweep.select(runs, {"sgd": 0.3})["sgd"]
     scores = {c["lr"]: c["score"] for c in out["candidates"]}
-    assert scores == pytest.approx({0.1: 0.81, 0.3: 0.65, 1.0: 0.495})
-    # 0.1 has the best mean (0.81): a seed at 0.40 costs lr 0.3 the choice.
-    assert out["selected_lr"] == 0.1 and out["selected_has_diverged_seed"] is False and out["config_matches"] is False
+    assert scores == pytest.approx({0.1: 0.41, 0.3: 0.425, 1.0: 0.495})
+    assert out["selected_lr"] == 0.3 and out["selected_has_diverged_seed"] is False and out["config_matches"] is True
+    # The mean over seeds decides, not one seed: seed 1000 alone would have picked 0.3, seed 1001 alone 0.1.
+    runs[3] = sweep_run("sgd", 0.3, 1001, 0.30)
+    assert sweep.select(runs, {})["sgd"]["selected_lr"] == 0.1
     one = next(c for c in out["candidates"] if c["lr"] == 1.0)
     assert one["eligible"] is False and one["diverged_seeds"] == ["b/seed1001"]
     assert one["per_seed"] == {"b": {"1000": 0.99, "1001": 0.0}}
@@ -127,6 +135,10 @@ def test_budget_block_checks_name_the_key_to_fix():
     bad = copy.deepcopy(config)
     bad["budget"]["seeds"] = [0, 7]
     with pytest.raises(cfg.ConfigError, match=r"budget.seeds: \[7\] not in seeds"):
+        cfg.check(bad)
+    bad = copy.deepcopy(config)
+    bad["benchmarks"]["permuted"]["epochs_per_task"] = 3
+    with pytest.raises(cfg.ConfigError, match=r"benchmarks.permuted.epochs_per_task is 3, not a budget of .*grid \[1, 2\]"):
         cfg.check(bad)
     bad = copy.deepcopy(config)
     bad["sweep"]["seeds"] = [1000, 0]

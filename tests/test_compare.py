@@ -36,6 +36,8 @@ def _write(root, headline, verdicts):
 def test_compare_names_the_verdict_that_differs_and_exits_1(tmp_path):
     _git(tmp_path, "init", "-q")
     _write(tmp_path, {"permuted": {"sgd": {"average_accuracy": 0.664}}}, {"C3a": "SUPPORTED", "S1": "SUPPORTED"})
+    (tmp_path / "config").mkdir()
+    (tmp_path / cmp.CONFIG).write_text("seeds: [0, 1]\n")
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "reference")
     cli = [sys.executable, "-m", "optbias.cli", "compare"]
@@ -48,7 +50,10 @@ def test_compare_names_the_verdict_that_differs_and_exits_1(tmp_path):
     assert moved.returncode == 1
     assert "-0.0540" in moved.stdout and "largest difference: permuted/sgd/average_accuracy -0.0540" in moved.stdout
     assert "1 differ from HEAD" in moved.stdout and "S1: SUPPORTED at HEAD, NOT SUPPORTED here" in moved.stdout
-    assert "C3a" not in moved.stdout.split("verdicts:")[1]
+    assert "C3a" not in moved.stdout.split("verdicts:")[1] and "note:" not in moved.stdout
+    (tmp_path / cmp.CONFIG).write_text("seeds: [0]\n")  # not at HEAD: a config change, not a machine's
+    assert "note: config/config.yaml differs from HEAD" in subprocess.run(cli, cwd=tmp_path, capture_output=True,
+                                                                          text=True).stdout
 
 
 def test_a_missing_file_is_a_one_line_error_naming_the_fix(tmp_path):

@@ -70,7 +70,7 @@ def test_probe_settings_take_their_defaults_from_the_schema_and_reject_a_bad_pai
 
 def _probe_config() -> dict:
     config = copy.deepcopy(TINY_CONFIG)
-    config.pop("sweep"), config.pop("ablation")
+    config.pop("sweep"), config.pop("ablation"), config.pop("budget")
     config["benchmarks"] = {"class_incremental": config["benchmarks"]["class_incremental"]}
     config["optimizers"] = {k: config["optimizers"][k] for k in ("sgd", "shampoo")}
     config["model"] = {"hidden": [16, 16]}

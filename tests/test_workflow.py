@@ -94,7 +94,8 @@ def test_budget_rule_and_experiment_end_to_end(finished_run):
         for c in entry["candidates"]:
             assert set(c["optimizers"]) == {"sgd", "adamw", "adam-1e-3", "adam-1e-4", "shampoo"}
             assert all(set(o["per_seed"]) == {"1000", "1001"} for o in c["optimizers"].values())
-        assert entry["candidates"][-1]["optimizers"]["sgd"]["meets"] or "level" in entry["criterion"]
+        if "plateau_tolerance" in entry["criterion"]:  # every optimizer is on its own plateau at the largest budget
+            assert entry["candidates"][-1]["all_meet"] and entry["level_reached"]
     runs = {e: json.loads((workdir / f"data/budget/validation/permuted/sgd/epochs{e}/seed1001/metrics.json").read_text())
             for e in (1, 2)}
     assert runs[2]["spec"]["benchmark_cfg"]["epochs_per_task"] == 2 and runs[2]["steps"] == 2 * runs[1]["steps"]

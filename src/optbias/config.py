@@ -83,6 +83,8 @@ def check(config: dict) -> None:
         check_budget(config)
     if config.get("powerprop"):
         check_powerprop(config["powerprop"])
+        _check_validation_seeds("powerprop.validation_seeds", config["powerprop"]["validation_seeds"],
+                                list(config["powerprop"]["seeds"]))
 
 
 def check_budget(config: dict) -> None:
@@ -98,6 +100,12 @@ def check_budget(config: dict) -> None:
         raise ConfigError(f"budget.seeds: {extra} not in seeds {seeds}; the experiment reuses the headline runs at "
                           "the configured budget, so its seeds must be a subset of `seeds`")
     _check_validation_seeds("budget.validation_seeds", budget["validation_seeds"], seeds)
+    for name, entry in budget["benchmarks"].items():
+        epochs = config["benchmarks"][name]["epochs_per_task"]
+        if epochs not in entry["grid"]:
+            raise ConfigError(f"benchmarks.{name}.epochs_per_task is {epochs}, not a budget of budget.benchmarks.{name}.grid "
+                              f"{entry['grid']}: the budget rule chooses from the grid, so set it to the rule's choice "
+                              "(data/budget/selected.json) or add it to the grid")
 
 
 def _check_validation_seeds(key: str, validation: list[int], reported: list[int]) -> None:

@@ -70,8 +70,14 @@ def select_budget(runs: Sequence[RunMetrics], criteria: Mapping[str, Mapping], c
 
     Returns benchmark -> {criterion, grid, candidates: [{epochs, all_meet, optimizers: {name:
     {score, per_seed: {seed: score}, diverged_seeds, meets}}}], selected_epochs, config_epochs,
-    config_matches, level_reached}. Raises ``ValueError`` when a (benchmark, optimizer, budget) of
-    the grid has no run: the rule cannot be applied to a partial grid.
+    config_matches, level_reached, edge_of_grid}. Raises ``ValueError`` when a (benchmark,
+    optimizer, budget) of the grid has no run or other validation seeds than the rest (the rule
+    cannot be applied to a partial grid), or when a criterion has neither or both of ``level``
+    and ``plateau_tolerance`` (``meets``).
+
+    With ``plateau_tolerance`` the largest budget always meets the criterion, so ``level_reached``
+    is true by construction; a choice at the largest budget (``edge_of_grid``) then says that no
+    smaller budget is on every optimizer's plateau, and learning may still be rising there.
     """
     scores: dict[tuple[str, str, int], dict[int, float]] = {}
     diverged: dict[tuple[str, str, int], list[int]] = {}
@@ -88,6 +94,10 @@ def select_budget(runs: Sequence[RunMetrics], criteria: Mapping[str, Mapping], c
         if missing:
             raise ValueError(f"budget rule, {benchmark}: no validation run for {missing}; every headline optimizer "
                              "needs a run at every budget of the grid")
+        seed_sets = {(name, e): sorted(scores[(benchmark, name, e)]) for name in order for e in grid}
+        if len({tuple(s) for s in seed_sets.values()}) > 1:
+            raise ValueError(f"budget rule, {benchmark}: the validation seeds differ between cells: {seed_sets}; "
+                             "every (optimizer, budget) needs a run on every validation seed")
 
         def mean_score(name: str, e: int) -> float:
             per_seed = scores[(benchmark, name, e)]
@@ -114,6 +124,7 @@ def select_budget(runs: Sequence[RunMetrics], criteria: Mapping[str, Mapping], c
             "level_reached": chosen["all_meet"],
             "config_epochs": config,
             "config_matches": config is not None and int(config) == chosen["epochs"],
+            "edge_of_grid": chosen["epochs"] == grid[-1] and len(grid) > 1,
         }
     return out
 

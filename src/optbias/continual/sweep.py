@@ -36,7 +36,7 @@ def select(runs: Sequence[Mapping], config_lrs: Mapping[str, float]) -> dict:
     diverged: dict[tuple[str, float], list[str]] = {}
     for run in runs:
         lr = float(run["spec"]["optimizer_cfg"]["lr"])
-        seed = int(run.get("seed", 0))
+        seed = int(run["seed"])
         table.setdefault(run["optimizer"], {}).setdefault(lr, {}).setdefault(run["benchmark"], {})[seed] = run_score(run)
         if run["status"] != "ok":
             diverged.setdefault((run["optimizer"], lr), []).append(f"{run['benchmark']}/seed{seed}")

@@ -207,7 +207,9 @@ def _over_values(doc: Any, values: Any, claim_id: str) -> list:
             raise ClaimError(f"claim {claim_id}: keys_of {values['keys_of']!r}: the output does not hold {err.args[0]}") from None
         if not isinstance(keys, dict) or not keys:
             raise ClaimError(f"claim {claim_id}: keys_of {values['keys_of']!r} is not a non-empty mapping")
-        return list(keys)
+        keys = list(keys)
+        # Budgets and other numeric keys in numeric order (JSON keys are strings: "10" < "2").
+        return sorted(keys, key=float) if all(re.fullmatch(r"-?\d+(\.\d+)?", k) for k in keys) else keys
     return _listify(values)
 
 

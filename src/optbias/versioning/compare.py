@@ -10,8 +10,10 @@ seed noise. So the comparison has two parts:
 * every claim's verdict (``paper/verdicts.json``, written by the audit and committed): the claims
   whose verdict differs, by name.
 
-The reference is a git revision (default ``HEAD``: what you cloned). Exit status 1 when a verdict
-differs, so a script can tell.
+The reference is a git revision (default ``HEAD``: what you cloned). When ``config/config.yaml``
+differs from the revision's, the differences are partly the config's doing, and the first line
+says so. Exit status 1 when a verdict differs (or a file is missing: one line on stderr), so a
+script can tell.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 HEADLINE = "data/metrics/headline.json"
 VERDICTS = "paper/verdicts.json"
+CONFIG = "config/config.yaml"
 
 
 class CompareError(RuntimeError):
@@ -80,6 +83,9 @@ def compare(root: str | Path = ".", rev: str = "HEAD") -> int:
     Raises ``CompareError`` when a file is missing here or at ``rev``.
     """
     root = Path(root)
+    config_changed = subprocess.run(["git", "diff", "--quiet", rev, "--", CONFIG], cwd=root).returncode != 0
+    if config_changed:
+        print(f"note: {CONFIG} differs from {rev}: the differences below are partly the config's, not the machine's")
     rows = diff_metrics(json.loads(_git_show(rev, HEADLINE, root)), json.loads(_read(root / HEADLINE)))
     width = max(len(r["metric"]) for r in rows) if rows else 10
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
