@@ -120,8 +120,9 @@ def sweep_spec(benchmark, optimizer, lr, seed):
 
 
 def budget_spec(benchmark, optimizer, epochs, seed, validation):
-    """A run at another budget (epochs per task): a budget-rule run (``validation``: held-out split,
-    a validation seed) or a run of the forgetting-against-budget experiment. Divergence is recorded."""
+    """A run at another budget (epochs per task). With ``validation``, a run that the budget choice
+    scores (held-out split, validation seed); without, a run of the forgetting-against-budget
+    experiment. Divergence is recorded."""
     spec = run_spec(benchmark, optimizer, seed)
     spec["benchmark_cfg"] = {**spec["benchmark_cfg"], "epochs_per_task": int(epochs)}
     extra = {"validation_fraction": BUDGET["validation_fraction"]} if validation else {}
