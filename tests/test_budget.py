@@ -125,22 +125,23 @@ def test_sweep_with_every_candidate_diverged_somewhere_flags_the_choice():
     assert out["selected_lr"] == 0.3 and out["selected_has_diverged_seed"] is True and out["config_matches"] is False
 
 
-def test_budget_block_checks_name_the_key_to_fix():
-    config = copy.deepcopy(TINY_CONFIG)
-    cfg.check(config)
-    bad = copy.deepcopy(config)
-    del bad["budget"]["benchmarks"]["permuted"]
-    with pytest.raises(cfg.ConfigError, match=r"budget.benchmarks: give exactly the config's benchmarks .* \(missing: \['permuted'\]"):
-        cfg.check(bad)
-    bad = copy.deepcopy(config)
-    bad["budget"]["seeds"] = [0, 7]
-    with pytest.raises(cfg.ConfigError, match=r"budget.seeds: \[7\] not in seeds"):
-        cfg.check(bad)
-    bad = copy.deepcopy(config)
-    bad["benchmarks"]["permuted"]["epochs_per_task"] = 3
-    with pytest.raises(cfg.ConfigError, match=r"benchmarks.permuted.epochs_per_task is 3, not a budget of .*grid \[1, 2\]"):
-        cfg.check(bad)
-    bad = copy.deepcopy(config)
-    bad["sweep"]["seeds"] = [1000, 0]
-    with pytest.raises(cfg.ConfigError, match=r"sweep.seeds: \[0\] are reported seeds"):
+def test_the_tiny_config_passes_the_budget_checks():
+    cfg.check(copy.deepcopy(TINY_CONFIG))
+
+
+def _drop_permuted_budget(c):
+    del c["budget"]["benchmarks"]["permuted"]
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (_drop_permuted_budget, r"budget.benchmarks: give exactly the config's benchmarks .* \(missing: \['permuted'\]"),
+    (lambda c: c["budget"].update(seeds=[0, 7]), r"budget.seeds: \[7\] not in seeds"),
+    (lambda c: c["benchmarks"]["permuted"].update(epochs_per_task=3),
+     r"benchmarks.permuted.epochs_per_task is 3, not a budget of .*grid \[1, 2\]"),
+    (lambda c: c["sweep"].update(seeds=[1000, 0]), r"sweep.seeds: \[0\] are reported seeds"),
+])
+def test_budget_block_checks_name_the_key_to_fix(spoil, message):
+    bad = copy.deepcopy(TINY_CONFIG)
+    spoil(bad)
+    with pytest.raises(cfg.ConfigError, match=message):
         cfg.check(bad)
