@@ -97,6 +97,54 @@ def test_ungrafted_steps_match_dense_reference(shape, exponent, statistics, mode
         np.testing.assert_allclose(p.detach().numpy(), ref.w, rtol=1e-9, atol=1e-11)
 
 
+# Stated tolerance of root_dtype="float32" against the same float64 reference: float32's eigh has a
+# relative backward error of ~1e-7 of lambda_max on these 3x3-5x5 factors; rank-deficient factors
+# damped at 1e-3 amplify it (up to ~2e-6 absolute with L^-1/2), so parameters agree to 1e-5 after 6 steps
+# (float64 roots: 1e-11). tests/test_shampoo_mnist.py states the tolerance on real MNIST factors.
+@pytest.mark.parametrize("exponent,statistics,mode,update_freq", [
+    ("quarter", "sum", "absolute", 1),
+    ("quarter", "sum", "relative", 1),
+    ("half_left", "ema", "relative", 3),
+])
+def test_float32_roots_match_dense_reference_within_tolerance(exponent, statistics, mode, update_freq):
+    lr, eps, shape = 0.1, 1e-3, (5, 3)
+    p = torch.nn.Parameter(rand(shape, 0))
+    opt = Shampoo([p], lr=lr, grafting="none", exponent=exponent, statistics=statistics, beta2=0.9,
+                  epsilon=eps, epsilon_mode=mode, update_freq=update_freq, root_dtype="float32")
+    ref = RefShampoo(p.detach().numpy(), lr, eps, mode, exponent, statistics, 0.9, update_freq)
+    worst = 0.0
+    for t in range(6):
+        g = rand(shape, 100 + t)
+        manual_step(opt, p, g)
+        ref.step(g.numpy())
+        np.testing.assert_allclose(p.detach().numpy(), ref.w, rtol=1e-4, atol=1e-5)
+        worst = max(worst, float(np.abs(p.detach().numpy() - ref.w).max()))
+    assert worst > 1e-12  # the roots really were float32: float64 roots agree to ~1e-15 here
+    assert opt.root_retries == 0 and opt.state[p]["L_root"].dtype == torch.float64  # cast back to the factor
+
+
+def test_failed_float32_root_is_retried_in_float64(monkeypatch):
+    real_eigh = torch.linalg.eigh
+
+    def float32_fails(a, *args, **kwargs):
+        if a.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("simulated: float32 eigh failed to converge")
+        return real_eigh(a, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", float32_fails)
+    results = {}
+    for root_dtype in ("float64", "float32"):
+        p = torch.nn.Parameter(rand((4, 3), 0))
+        opt = Shampoo([p], lr=0.1, grafting="none", update_freq=1, root_dtype=root_dtype)
+        for t in range(3):
+            manual_step(opt, p, rand((4, 3), 30 + t))
+        results[root_dtype] = (p.detach().clone(), opt.diagnostics())
+    (p64, d64), (p32, d32) = results["float64"], results["float32"]
+    assert torch.equal(p32, p64)  # every float32 root failed, and the float64 retry is the float64 root
+    assert d32["root_retries"] == d32["root_computations"] == 6 and d32["root_failures"] == 0
+    assert d64["root_retries"] == 0
+
+
 def test_stale_roots_are_used_between_refreshes():
     """update_freq=3: the root from step 1 serves steps 2-3; step 4 recomputes it from 4 steps of statistics."""
     p = torch.nn.Parameter(rand((4, 3), 0))
@@ -361,7 +409,8 @@ def test_bad_options_raise_naming_the_option():
     p = [torch.nn.Parameter(torch.zeros(2, 2))]
     bad = {"lr": -1.0, "momentum": 1.0, "weight_decay": -0.1, "statistics": "mean", "beta2": 1.5,
            "exponent": "third", "epsilon": 0.0, "epsilon_mode": "scaled", "update_freq": 0, "grafting": "rmsprop",
-           "graft_beta1": -0.1, "graft_beta2": 1.0, "graft_eps": -1.0, "non_2d": "sgd", "max_precond_dim": 2.5}
+           "graft_beta1": -0.1, "graft_beta2": 1.0, "graft_eps": -1.0, "non_2d": "sgd", "max_precond_dim": 2.5,
+           "root_dtype": "float16"}
     for name, value in bad.items():
         with pytest.raises(ValueError, match=rf"invalid {name}="):
             Shampoo(p, **{name: value})
