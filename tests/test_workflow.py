@@ -101,6 +101,18 @@ def test_budget_rule_and_experiment_end_to_end(finished_run):
     assert runs[2]["spec"]["benchmark_cfg"]["epochs_per_task"] == 2 and runs[2]["steps"] == 2 * runs[1]["steps"]
     assert runs[2]["spec"]["train"]["validation_fraction"] == 0.1 and "R_val" in runs[2]
     assert not (workdir / "data/budget/runs/permuted/sgd/epochs1").exists()  # the headline runs serve
+    # adamw (1e-3) and shampoo (0.05) run at a learning rate of their sweep grid: at the configured
+    # budget the sweep's runs are the rule's runs (same spec), read, not trained again; sgd's 0.05 is not.
+    from optbias.continual.budget import learning_score
+
+    for name, lr in (("adamw", "0.001"), ("shampoo", "0.05")):
+        assert not (workdir / f"data/budget/validation/permuted/{name}/epochs1").exists()
+        assert (workdir / f"data/budget/validation/permuted/{name}/epochs2").is_dir()
+        cell = next(c for c in selected["permuted"]["candidates"] if c["epochs"] == 1)["optimizers"][name]
+        for seed in (1000, 1001):
+            sweep = json.loads((workdir / f"data/sweep/permuted/{name}/lr{lr}/seed{seed}/metrics.json").read_text())
+            assert cell["per_seed"][str(seed)] == learning_score(sweep)
+    assert (workdir / "data/budget/validation/permuted/sgd/epochs1").is_dir()
     summary = json.loads((workdir / "data/summary/budget_sensitivity.json").read_text())
     for b in ("class_incremental", "permuted"):
         assert summary[b]["grid"] == [1, 2] and summary[b]["selected_epochs"] == selected[b]["selected_epochs"]

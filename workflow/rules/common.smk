@@ -186,11 +186,33 @@ def sweep_metrics(benchmarks=BENCHMARKS):
             for b in benchmarks for name, lr in sweep_candidates() for seed in SWEEP_SEEDS]
 
 
+def sweep_twin(benchmark, optimizer, epochs):
+    """The sweep's learning-rate label whose runs are exactly the budget rule's runs of this cell, or None.
+
+    At the configured budget, a swept optimizer's sweep runs at its configured learning rate have
+    the same spec (same validation seeds, held-out fraction and divergence handling) as the budget
+    rule's runs: the rule reads those instead of training them a second time. Only whole cells are
+    shared (every validation seed), so a job never trains a run that is also read from elsewhere.
+    """
+    lr = ENTRIES[optimizer].get("lr")
+    if lr is None or lr_label(lr) not in {lr_label(c) for c in SWEEP.get("lrs", {}).get(optimizer, [])}:
+        return None
+    same = all(int(seed) in SWEEP_SEEDS and sweep_spec(benchmark, optimizer, lr_label(lr), seed)
+               == budget_spec(benchmark, optimizer, epochs, seed, validation=True) for seed in BUDGET_VAL_SEEDS)
+    return lr_label(lr) if same else None
+
+
 def budget_validation_metrics():
-    """Every run of the budget rule: headline optimizer x budget x validation seed, per benchmark."""
-    return [f for b, grid in BUDGET_GRID.items()
-            for f in expand(f"{BUDGET_VAL_RUN}/metrics.json", benchmark=b, optimizer=OPTIMIZERS, epochs=grid,
-                            seed=BUDGET_VAL_SEEDS)]
+    """Every run of the budget rule: headline optimizer x budget x validation seed, per benchmark
+    (a sweep run where it is the same run: ``sweep_twin``)."""
+    files = []
+    for b, grid in BUDGET_GRID.items():
+        for optimizer in OPTIMIZERS:
+            for epochs in grid:
+                lr = sweep_twin(b, optimizer, epochs)
+                pattern = (SWEEP_RUN.replace("{lr}", lr) if lr else BUDGET_VAL_RUN.replace("{epochs}", str(epochs)))
+                files += expand(f"{pattern}/metrics.json", benchmark=b, optimizer=optimizer, seed=BUDGET_VAL_SEEDS)
+    return files
 
 
 def budget_run_metrics(benchmark, epochs):
