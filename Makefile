@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: reproduce test paper lint clean-outputs pull dvc-repro compare
+.PHONY: reproduce test paper lint clean-outputs pull dvc-repro compare bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"optbias needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}; set PYTHON=python3.11"'
@@ -37,6 +37,12 @@ pull: $(VENV)/.installed
 REV ?= HEAD
 compare: $(VENV)/.installed
 	$(BIN)/optbias compare --rev $(REV)
+
+# The performance figures (ratios from one run, 1 thread) -> docs/performance.md (+ .json). Run it on a
+# quiet machine after `make reproduce` (figure 5 reads its .snakemake/log and benchmarks/). Avalanche,
+# for figure 3's peer: $(BIN)/pip install -e .[bench]
+bench: $(VENV)/.installed
+	$(BIN)/optbias bench
 
 dvc-repro: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro

@@ -20,3 +20,71 @@ def test_report_prints_ratios_from_one_run():
     assert out["shampoo_over_adamw"] == pytest.approx(out["shampoo_step_ms"] / out["adamw_step_ms"])
     assert 0 <= out["root_fraction"] <= 1
     assert out["flop_lower_bound_ratio"] > 1 and out["matmul_peak_gflops"] > 0
+
+
+# ---- optbias bench (src/optbias/bench.py)
+
+def test_root_flop_lower_bound_is_hand_computed():
+    from optbias import bench
+
+    # 784 -> 10: factors 784 x 784 and 10 x 10; (4/3 + 2) n^3 each, amortized over 10 steps.
+    assert bench.root_flops_per_step([], 10) == pytest.approx((10 / 3) * (784**3 + 10**3) / 10)
+
+
+def test_stage_times_and_wall_time_from_snakemake_files(tmp_path):
+    from optbias import bench
+
+    header = "s\th:m:s\tmax_rss\n"
+    for rel, seconds in {"train/permuted/shampoo.tsv": 300.0, "train/permuted/sgd.tsv": 100.0,
+                         "sweep/permuted/shampoo/lr0.1.tsv": 50.5, "probes/permuted.tsv": 9.5}.items():
+        (tmp_path / "benchmarks" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "benchmarks" / rel).write_text(f"{header}{seconds}\t0:00:00\t1.0\n")
+    out = bench.stage_times(tmp_path)
+    assert out["job_s"] == 460.0 and out["shampoo_s"] == 350.5 and out["jobs"] == 4
+    assert list(out["stages"]) == ["train", "sweep", "probes"]  # longest first
+    assert out["stages"]["train"] == {"job_s": 400.0, "shampoo_s": 300.0, "jobs": 2}
+
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    (logs / "2026-01-01T000000.snakemake.log").write_text(  # complete, 3 jobs, 1 h 2 min 5 s
+        "[Thu Jan  1 09:00:00 2026]\nrule a:\n[Thu Jan  1 10:02:05 2026]\n3 of 3 steps (100%) done\n")
+    (logs / "2026-01-02T000000.snakemake.log").write_text(  # interrupted: not a complete run
+        "[Fri Jan  2 09:00:00 2026]\n1 of 3 steps (33%) done\n[Fri Jan  2 09:30:00 2026]\n")
+    wall = bench.snakemake_wall_time(tmp_path)
+    assert wall == {"log": ".snakemake/log/2026-01-01T000000.snakemake.log", "jobs": 3, "wall_s": 3725.0}
+    assert bench.snakemake_wall_time(tmp_path / "nothing") is None
+
+
+def test_bench_prints_all_five_figures(tmp_path):
+    """A tiny run of the whole benchmark (a narrow MLP, a few steps): every figure is there, each
+    ratio is the quotient of the numbers printed next to it, and the output is written atomically."""
+    import json
+
+    import yaml
+
+    from conftest import REPO
+    from optbias import bench
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["model"]["hidden"] = [16]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "docs" / "performance.md"
+    out.parent.mkdir()
+    result = bench.main(tmp_path / "config.yaml", tmp_path, out, steps=3, epochs=(1, 2), peak_n=128)
+    text = out.read_text()
+    for figure in ("pytorch_optimizer.Shampoo", "FLOP lower bound", "plain torch loop", "Avalanche",
+                   "SGD step / matmul peak", "`make reproduce`", "Fixed cost of one training job"):
+        assert figure in text, figure
+    sh, tp = result["shampoo"], result["throughput"]
+    assert sh["ratio_to_peer"] == pytest.approx(sh["step_ms"]["float32 roots"] / sh["peer_step_ms"])
+    for opt in ("sgd", "adamw"):
+        rates = tp[opt]["samples_per_s"]
+        assert tp[opt]["ratio_to_plain"] == pytest.approx(rates["optbias"] / rates["plain torch loop"])
+        assert rates["optbias"] > 0 and rates["plain torch loop"] > 0
+    assert tp["samples"][2] == 2 * tp["samples"][1] > 0
+    fixed = tp["fixed_cost_s"]
+    assert fixed["python and imports"] > 0 and fixed["per job"] == pytest.approx(
+        fixed["python and imports"] + fixed["warm-up, data loading, evaluation"])
+    assert 0 < tp["sgd_step"]["ratio_to_peak"] < 5
+    assert "no complete run here" in text and result["reproduce"]["wall"] is None
+    assert json.loads(out.with_suffix(".json").read_text())["shampoo"]["update_freq"] == 10

@@ -5,6 +5,7 @@ The pipeline's rules do not go through here: each calls its library function fro
 
 * ``optbias pull``: fetch the versioned data and checkpoints with DVC, so nothing retrains;
 * ``optbias perf-shampoo``: Shampoo's step time against AdamW's, and where the time goes;
+* ``optbias bench``: the five performance figures (ratios), written to docs/performance.md;
 * ``optbias compare``: your headline metrics and verdicts against a committed revision's.
 
 A known error (``optbias.job.KNOWN_ERRORS``) ends the command with a one-line message.
@@ -32,6 +33,15 @@ def _perf_shampoo(args: argparse.Namespace) -> None:
         print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .bench import main
+
+    main(Path(args.config), Path(args.workdir), None if args.output == "-" else Path(args.output), args.steps,
+         tuple(args.epochs), args.peak_n)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .versioning.compare import compare
 
@@ -54,6 +64,17 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--update-freq", type=int, default=10)
     b.set_defaults(func=_perf_shampoo)
+
+    n = sub.add_parser("bench", help="the performance figures as ratios from one run -> docs/performance.md")
+    n.add_argument("--config", default="config/config.yaml", help="the config whose model and optimizers are timed")
+    n.add_argument("--workdir", default=".", help="where the last `make reproduce` left .snakemake/log and benchmarks/")
+    n.add_argument("--output", default="docs/performance.md", help="markdown to write ('-': print only); "
+                   "the raw numbers go next to it as .json")
+    n.add_argument("--steps", type=int, default=60, help="timed optimizer steps per Shampoo variant")
+    n.add_argument("--epochs", type=int, nargs=2, default=[2, 8], metavar=("LOW", "HIGH"),
+                   help="the two budgets (epochs per task) whose difference gives the marginal throughput")
+    n.add_argument("--peak-n", type=int, default=2048, help="matrix size of the matmul peak measurement")
+    n.set_defaults(func=_bench)
 
     c = sub.add_parser("compare", help="your headline metrics and claim verdicts against a revision's (exit 1: a verdict differs)")
     c.add_argument("--rev", default="HEAD", help="the git revision to compare with (default: HEAD, what you cloned)")

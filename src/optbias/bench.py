@@ -1,0 +1,353 @@
+"""``optbias bench``: where the pipeline's time goes, as ratios measured side by side in one run.
+
+Never a timed unit test: every figure is a ratio of two things timed in this process (or, for the
+fixed cost of a job, in a fresh subprocess), on one thread, so that the machine's speed cancels.
+The five figures (issue "Performance"), written to ``docs/performance.md`` with the machine:
+
+1. our Shampoo step / ``pytorch_optimizer.Shampoo``'s step: same MLP, batch and root frequency;
+   also the share of our step spent in roots, with float64 and float32 roots;
+2. our Shampoo step / its FLOP lower bound at the measured float32 matmul peak;
+3. SGD and AdamW training throughput of ``train_run`` (samples/s, marginal: the difference of two
+   budgets, so fixed costs cancel) / a plain torch loop over the same tensors, and / Avalanche's
+   ``Naive`` strategy when ``avalanche-lib`` is installed (``pip install -e .[bench]``); and,
+   separately, the fixed cost of one training job (Python + torch import, warm-up, data loading,
+   evaluation), timed in a fresh process;
+4. achieved GFLOP/s of an SGD training step / the matmul peak;
+5. the last complete ``make reproduce``: wall time from Snakemake's log and the job time per stage
+   (and Shampoo's share) from Snakemake's ``benchmarks/`` files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from . import data, fileio
+from .continual import benchmarks
+from .continual.train import train_run
+from .engine import machine, make_deterministic
+from .models import init_model
+from .optim import registry
+from .optim.perf import matmul_peak, model_flops_per_step, shampoo_flops_per_step, step_time
+
+SNAKEMAKE_TIME = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.M)
+THROUGHPUT_BENCHMARK = "class_incremental"
+
+
+# ---- 1, 2: Shampoo against its peer and against its FLOP lower bound
+
+
+def root_flops_per_step(hidden: list[int], update_freq: int) -> float:
+    """A lower bound on the FLOPs of Shampoo's roots per step, amortized over ``update_freq`` steps.
+
+    Per n x n factor and refresh: the Householder reduction to tridiagonal form (4/3 n^3, the least
+    any dense symmetric eigensolver does; Golub & Van Loan, Alg. 8.3.1) plus forming V diag(s) V^T
+    (2 n^3). Back-transforming the eigenvectors and the tridiagonal solve are not counted.
+    """
+    widths = [784, *hidden, 10]
+    per_refresh = sum((4 / 3 + 2) * (m ** 3 + n ** 3) for n, m in zip(widths[:-1], widths[1:]))
+    return per_refresh / update_freq
+
+
+def shampoo_figures(cfg: dict, steps: int, peak: float) -> dict[str, Any]:
+    """Figures 1 and 2 on the config's model and Shampoo entry, batch of the class-incremental benchmark.
+
+    All Shampoo variants step at lr 1e-3: the peer writes NaN at larger rates on random inputs (its
+    float32 SVD fails), and the step's cost does not depend on the rate.
+    """
+    import pytorch_optimizer
+
+    hidden = list(cfg["model"]["hidden"])
+    batch = int(cfg["benchmarks"][THROUGHPUT_BENCHMARK]["batch_size"])
+    ours = {**cfg["optimizers"]["shampoo"], "lr": 1e-3}
+    freq = int(ours.get("update_freq", 10))
+    cpu = torch.device("cpu")
+    times, root_share = {}, {}
+    for label, entry in (("float64 roots", {**ours, "root_dtype": "float64"}),
+                         ("float32 roots", {**ours, "root_dtype": "float32"})):
+        seconds, opt = step_time(entry, hidden, batch, steps, cpu)
+        times[label], root_share[label] = seconds, opt.root_time_s / (seconds * steps)
+    peer, _ = step_time(lambda p: pytorch_optimizer.Shampoo(p, lr=1e-3, preconditioning_compute_steps=freq),
+                        hidden, batch, steps, cpu)
+    configured = f"{ours.get('root_dtype', 'float64')} roots"
+    flops = model_flops_per_step(hidden, batch) + shampoo_flops_per_step(hidden) + root_flops_per_step(hidden, freq)
+    return {
+        "configured": configured,
+        "step_ms": {k: 1e3 * v for k, v in times.items()},
+        "peer_step_ms": 1e3 * peer,
+        "root_fraction": root_share,
+        "ratio_to_peer": times[configured] / peer,
+        "flops_per_step": flops,
+        "lower_bound_ms": 1e3 * flops / peak,
+        "ratio_to_lower_bound": times[configured] * peak / flops,
+        "update_freq": freq,
+        "batch": batch,
+    }
+
+
+# ---- 3, 4: training throughput, the fixed cost of a job, an SGD step's FLOP rate
+
+
+def throughput_spec(cfg: dict, optimizer: str, epochs: int) -> dict:
+    """A run spec (``optbias.continual.types.RunSpec``) of the throughput benchmark at ``epochs`` per task."""
+    bench_cfg = {**cfg["benchmarks"][THROUGHPUT_BENCHMARK], "epochs_per_task": int(epochs)}
+    return {"benchmark": THROUGHPUT_BENCHMARK, "benchmark_cfg": bench_cfg, "optimizer": optimizer,
+            "optimizer_cfg": cfg["optimizers"][optimizer], "seed": 0, "model": cfg["model"],
+            "train": {"device": "cpu", "threads": 1, "reset_optimizer": False, "loss_log_every": 10}}
+
+
+def trained_samples(tasks: list, epochs: int) -> int:
+    return epochs * sum(len(t.y_train) for t in tasks)
+
+
+def plain_loop_seconds(cfg: dict, optimizer: str, tasks: list, epochs: int) -> float:
+    """The same training with nothing around it: one seeded shuffle per epoch, slice, step."""
+    model = init_model(0, cfg["model"])
+    opt = registry.build(cfg["optimizers"][optimizer], model.parameters(), optimizer)
+    batch = int(cfg["benchmarks"][THROUGHPUT_BENCHMARK]["batch_size"])
+    generator = torch.Generator().manual_seed(1)
+    start = time.perf_counter()
+    for task in tasks:
+        for _ in range(epochs):
+            order = torch.randperm(len(task.y_train), generator=generator)
+            for i in range(0, len(order), batch):
+                idx = order[i:i + batch]
+                loss = F.cross_entropy(model(task.x_train[idx]), task.y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    return time.perf_counter() - start
+
+
+def avalanche_seconds(cfg: dict, optimizer: str, tasks: list, epochs: int) -> float | None:
+    """Training time of Avalanche's ``Naive`` strategy (plain fine-tuning) on the same tasks, or
+    None when ``avalanche-lib`` is not installed. Evaluation is left out of the timing."""
+    if importlib.util.find_spec("avalanche") is None:
+        return None
+    from avalanche.benchmarks.scenarios.generic_generators import tensors_benchmark
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.supervised import Naive
+
+    scenario = tensors_benchmark(train_tensors=[(t.x_train, t.y_train) for t in tasks],
+                                 test_tensors=[(t.x_test, t.y_test) for t in tasks], task_labels=[0] * len(tasks))
+    model = init_model(0, cfg["model"])
+    opt = registry.build(cfg["optimizers"][optimizer], model.parameters(), optimizer)
+    strategy = Naive(model=model, optimizer=opt, criterion=torch.nn.CrossEntropyLoss(),
+                     train_mb_size=int(cfg["benchmarks"][THROUGHPUT_BENCHMARK]["batch_size"]), train_epochs=epochs,
+                     device="cpu", evaluator=EvaluationPlugin(loggers=[]))
+    start = time.perf_counter()
+    for experience in scenario.train_stream:
+        strategy.train(experience, num_workers=0)
+    return time.perf_counter() - start
+
+
+def job_seconds(code: str) -> float:
+    """Wall seconds of a fresh ``python -c code`` (what each Snakemake job pays to start)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def throughput_figures(cfg: dict, dataset: Path, epochs: tuple[int, int], peak: float) -> dict[str, Any]:
+    """Figure 3 (marginal throughput against the plain loop and Avalanche, fixed cost of a job) and 4.
+
+    Marginal throughput: (samples at the larger budget - samples at the smaller) / (time difference),
+    for ``train_run`` (its own wall time), the plain loop and Avalanche alike; it leaves out what
+    does not grow with the budget (data loading, evaluation, warm-up).
+    """
+    make_deterministic(0, 1)
+    low, high = epochs
+    tasks = benchmarks.get(THROUGHPUT_BENCHMARK).build(data.load(dataset), cfg["benchmarks"][THROUGHPUT_BENCHMARK])
+    samples = {e: trained_samples(tasks, e) for e in epochs}
+    extra = samples[high] - samples[low]
+    out: dict[str, Any] = {"benchmark": THROUGHPUT_BENCHMARK, "epochs": list(epochs), "samples": samples,
+                           "avalanche": importlib.util.find_spec("avalanche") is not None}
+    for optimizer in ("sgd", "adamw"):
+        ours = {e: train_run(throughput_spec(cfg, optimizer, e), dataset, progress=False)["timing"]["wall_time_s"]
+                for e in epochs}
+        plain = {e: plain_loop_seconds(cfg, optimizer, tasks, e) for e in epochs}
+        rates = {"optbias": extra / (ours[high] - ours[low]), "plain torch loop": extra / (plain[high] - plain[low])}
+        avalanche = {e: avalanche_seconds(cfg, optimizer, tasks, e) for e in epochs}
+        if avalanche[low] is not None:
+            rates["avalanche Naive"] = extra / (avalanche[high] - avalanche[low])
+        out[optimizer] = {"samples_per_s": rates,
+                          "ratio_to_plain": rates["optbias"] / rates["plain torch loop"],
+                          "ratio_to_avalanche": (rates["optbias"] / rates["avalanche Naive"]
+                                                 if "avalanche Naive" in rates else None)}
+
+    # The fixed cost of one job, in fresh processes: the import alone, then import + one run.
+    spec = json.dumps(throughput_spec(cfg, "sgd", low))
+    imports = job_seconds("import optbias.continual.train")
+    whole = job_seconds(f"import json; from optbias.continual.train import train_run; "
+                        f"train_run(json.loads({spec!r}), {str(dataset)!r}, progress=False)")
+    fixed = whole - samples[low] / out["sgd"]["samples_per_s"]["optbias"]
+    out["fixed_cost_s"] = {"python and imports": imports, "warm-up, data loading, evaluation": fixed - imports,
+                           "per job": fixed}
+
+    hidden, batch = list(cfg["model"]["hidden"]), int(cfg["benchmarks"][THROUGHPUT_BENCHMARK]["batch_size"])
+    sgd_step, _ = step_time(cfg["optimizers"]["sgd"], hidden, batch, 200, torch.device("cpu"))
+    achieved = model_flops_per_step(hidden, batch) / sgd_step
+    out["sgd_step"] = {"ms": 1e3 * sgd_step, "gflops": achieved / 1e9, "ratio_to_peak": achieved / peak}
+    return out
+
+
+# ---- 5: the last complete `make reproduce`
+
+
+def snakemake_wall_time(workdir: Path) -> dict[str, Any] | None:
+    """The complete Snakemake run with the most jobs in ``workdir/.snakemake/log``: its wall time
+    (first to last timestamp, seconds) and job count, or None when no run completed."""
+    best = None
+    for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log")):
+        text = log.read_text(errors="replace")
+        done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", text)
+        stamps = SNAKEMAKE_TIME.findall(text)
+        if not done or len(stamps) < 2:
+            continue
+        fmt = "%a %b %d %H:%M:%S %Y"
+        first, last = (datetime.strptime(" ".join(s.split()), fmt) for s in (stamps[0], stamps[-1]))
+        jobs = int(done[-1][1])
+        if best is None or jobs >= best["jobs"]:
+            best = {"log": str(log.relative_to(workdir)), "jobs": jobs, "wall_s": (last - first).total_seconds()}
+    return best
+
+
+def stage_times(workdir: Path) -> dict[str, Any]:
+    """Job seconds per stage from ``benchmarks/<stage>/**.tsv`` (Snakemake's ``benchmark:`` files,
+    column ``s``), and the part of each spent in Shampoo jobs (any optimizer named shampoo*)."""
+    stages: dict[str, dict[str, float]] = {}
+    for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
+        rows = tsv.read_text().splitlines()
+        if len(rows) < 2:
+            continue
+        seconds = float(rows[1].split("\t")[0])
+        stage = tsv.relative_to(workdir / "benchmarks").parts[0]
+        entry = stages.setdefault(stage, {"job_s": 0.0, "shampoo_s": 0.0, "jobs": 0})
+        entry["job_s"] += seconds
+        entry["jobs"] += 1
+        entry["shampoo_s"] += seconds if "shampoo" in str(tsv.relative_to(workdir)) else 0.0
+    total = sum(e["job_s"] for e in stages.values())
+    return {"stages": dict(sorted(stages.items(), key=lambda kv: -kv[1]["job_s"])), "job_s": total,
+            "shampoo_s": sum(e["shampoo_s"] for e in stages.values()),
+            "jobs": sum(int(e["jobs"]) for e in stages.values())}
+
+
+# ---- the whole benchmark
+
+
+def run(config_path: Path, workdir: Path, steps: int = 60, epochs: tuple[int, int] = (2, 8),
+        peak_n: int = 2048, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """All five figures on one thread, for the config at ``config_path`` and the pipeline outputs
+    under ``workdir`` (figure 5; absent when no run completed there)."""
+    cfg = yaml.safe_load(Path(config_path).read_text())
+    torch.set_num_threads(1)
+    progress(f"matmul peak ({peak_n} x {peak_n}, float32, 1 thread)")
+    peak = matmul_peak(torch.device("cpu"), peak_n)
+    progress(f"Shampoo: ours (float64 and float32 roots) and pytorch_optimizer's, {steps} steps each")
+    result: dict[str, Any] = {"machine": machine(), "threads": 1, "matmul_peak_gflops": peak / 1e9,
+                              "shampoo": shampoo_figures(cfg, steps, peak)}
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = Path(tmp) / "mnist-5k.pt"
+        data.fetch("mnist-5k", dataset, {})
+        progress(f"throughput: train_run, a plain loop{', Avalanche' if importlib.util.find_spec('avalanche') else ''}"
+                 f" at {epochs[0]} and {epochs[1]} epochs per task; the fixed cost of a job")
+        result["throughput"] = throughput_figures(cfg, dataset, epochs, peak)
+    result["reproduce"] = {"wall": snakemake_wall_time(workdir), **stage_times(workdir)}
+    return result
+
+
+def _ratio(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def render(result: dict[str, Any], command: str) -> str:
+    """The figures as markdown (what ``docs/performance.md`` holds)."""
+    m, sh, tp, rep = result["machine"], result["shampoo"], result["throughput"], result["reproduce"]
+    lines = [
+        "# Performance",
+        "",
+        f"Generated by `{command}` (src/optbias/bench.py) on {datetime.now():%Y-%m-%d %H:%M}; do not edit by hand.",
+        f"Machine: {m['cpu_model']}, {m['cpu_count']} logical CPUs, {m['cpu_capability']}, BLAS {m['blas']}, "
+        f"torch {m['torch']}, Python {m['python']}; every timing on 1 thread. "
+        f"Measured float32 matmul peak: {result['matmul_peak_gflops']:.1f} GFLOP/s.",
+        "",
+        "| # | figure | ratio | target |",
+        "|---|---|---|---|",
+        f"| 1 | our Shampoo step ({sh['configured']}) / `pytorch_optimizer.Shampoo` step | "
+        f"{_ratio(sh['ratio_to_peer'])} | <= 0.5 |",
+        f"| 2 | our Shampoo step / its FLOP lower bound at the matmul peak | {_ratio(sh['ratio_to_lower_bound'])} | "
+        "(reported) |",
+    ]
+    for opt in ("sgd", "adamw"):
+        lines.append(f"| 3 | {opt} training throughput / plain torch loop | {_ratio(tp[opt]['ratio_to_plain'])} | >= 0.9 |")
+        lines.append(f"| 3 | {opt} training throughput / Avalanche `Naive` | "
+                     f"{_ratio(tp[opt]['ratio_to_avalanche']) if tp['avalanche'] else 'avalanche-lib not installed'} | "
+                     ">= 1.4 |")
+    lines.append(f"| 4 | achieved GFLOP/s of an SGD step / matmul peak | {_ratio(tp['sgd_step']['ratio_to_peak'])} | "
+                 "(reported) |")
+    wall = rep["wall"]
+    wall_text = "no complete run here" if wall is None else f"{wall['wall_s'] / 60:.1f} min"
+    lines.append(f"| 5 | `make reproduce` Snakemake wall time | {wall_text} | <= 15 min |")
+    lines += ["", "## 1, 2. Shampoo", "",
+              f"Default MLP at batch {sh['batch']}, roots every {sh['update_freq']} steps "
+              "(the peer: `preconditioning_compute_steps`), lr 1e-3 for all (the peer writes NaN at larger rates).", "",
+              "| implementation | ms/step | share of the step in roots |", "|---|---|---|"]
+    for label, ms in sh["step_ms"].items():
+        lines.append(f"| optbias Shampoo, {label} | {ms:.1f} | {sh['root_fraction'][label]:.2f} |")
+    lines += [f"| `pytorch_optimizer.Shampoo` (float32 SVD roots, no grafting) | {sh['peer_step_ms']:.1f} | |", "",
+              f"FLOP lower bound per step: {sh['flops_per_step'] / 1e9:.3f} GFLOP (forward and backward, the statistics "
+              "and the two preconditioning products, and the roots' tridiagonal reduction and recomposition amortized "
+              f"over {sh['update_freq']} steps) = {sh['lower_bound_ms']:.1f} ms at the peak.", "",
+              "## 3, 4. Training throughput and the fixed cost of a job", "",
+              f"Benchmark {tp['benchmark']}, seed 0, marginal throughput between {tp['epochs'][0]} and "
+              f"{tp['epochs'][1]} epochs per task (samples/s; fixed costs cancel in the difference).", "",
+              "| optimizer | optbias `train_run` | plain torch loop | Avalanche `Naive` |", "|---|---|---|---|"]
+    for opt in ("sgd", "adamw"):
+        r = tp[opt]["samples_per_s"]
+        av = f"{r['avalanche Naive']:,.0f}" if "avalanche Naive" in r else "not installed (`pip install -e .[bench]`)"
+        lines.append(f"| {opt} | {r['optbias']:,.0f} | {r['plain torch loop']:,.0f} | {av} |")
+    fc = tp["fixed_cost_s"]
+    lines += ["", "Fixed cost of one training job, timed in a fresh process: "
+              + ", ".join(f"{k} {v:.2f} s" for k, v in fc.items()) + ".",
+              f"An SGD step: {tp['sgd_step']['ms']:.2f} ms, {tp['sgd_step']['gflops']:.1f} GFLOP/s.", "",
+              "## 5. `make reproduce`", ""]
+    if wall is not None:
+        lines.append(f"Wall time of the Snakemake run with the most jobs (`{wall['log']}`, {wall['jobs']} jobs): "
+                     f"{wall['wall_s'] / 60:.1f} min (without creating the environment).")
+    if rep["jobs"]:
+        lines += [f"Job time from `benchmarks/` ({rep['jobs']} jobs): {rep['job_s']:,.0f} s, of which Shampoo jobs "
+                  f"{rep['shampoo_s']:,.0f} s ({rep['shampoo_s'] / rep['job_s']:.0%}).", "",
+                  "| stage | jobs | job time (s) | share | of which Shampoo (s) |", "|---|---|---|---|---|"]
+        for stage, e in rep["stages"].items():
+            lines.append(f"| {stage} | {e['jobs']} | {e['job_s']:,.0f} | {e['job_s'] / rep['job_s']:.0%} | "
+                         f"{e['shampoo_s']:,.0f} |")
+    else:
+        lines.append("No `benchmarks/` files here: run `make reproduce` first.")
+    return "\n".join(lines) + "\n"
+
+
+def main(config_path: Path, workdir: Path, output: Path | None, steps: int, epochs: tuple[int, int],
+         peak_n: int) -> dict[str, Any]:
+    """``optbias bench``: measure, print the markdown, write it (atomically) to ``output``."""
+    result = run(config_path, workdir, steps, epochs, peak_n)
+    command = "optbias bench" + ("" if steps == 60 and tuple(epochs) == (2, 8) else f" --steps {steps} --epochs "
+                                 f"{epochs[0]} {epochs[1]}")
+    text = render(result, command)
+    print(text)
+    if output is not None:
+        fileio.atomic_write_bytes(output, text.encode())
+        fileio.atomic_write_json(Path(output).with_suffix(".json"), result)
+    return result
