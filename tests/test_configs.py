@@ -1,0 +1,55 @@
+"""The larger configs (config/paper.yaml, config/fashion.yaml): schema and DAG in a dry run, and the
+fashion-mnist data path end to end on IDX files this test writes (the full run is `make fashion`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY_CONFIG, scheduled, snakemake, write_config
+from test_data import write_idx
+
+
+@pytest.mark.parametrize("name", ["paper", "fashion"])
+def test_larger_config_builds_its_dag_without_data(tmp_path, name):
+    """`snakemake -n --configfile config/<name>.yaml` validates the merged config and lists every
+    training job, without downloading or reading any data."""
+    (tmp_path / "config").mkdir()
+    for f in ("config.yaml", f"{name}.yaml"):
+        shutil.copy(REPO / "config" / f, tmp_path / "config" / f)
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(tmp_path / "config" / f"{name}.yaml"),
+                     check=True, timeout=300)
+    jobs = scheduled(proc.stdout + proc.stderr)
+    assert jobs["train"] == 10 and jobs["sweep_train"] > 0 and jobs["budget_validation"] > 0, jobs
+    assert jobs["fetch"] == 1 and jobs["audit"] == 1
+    assert not (tmp_path / "data").exists()  # a dry run fetches nothing
+    if name == "fashion":
+        assert "fetch fashion-mnist" in proc.stdout + proc.stderr
+
+
+def test_fashion_mnist_runs_through_the_pipeline(tmp_path):
+    """A tiny slice of `make fashion`: the fashion-mnist source (gzipped IDX files, as Debian ships
+    them, written here: 40 training and 10 test images per class) -> fetch -> both benchmarks."""
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    rng = np.random.default_rng(0)
+    labels = {"train": np.repeat(np.arange(10), 40), "t10k": np.repeat(np.arange(10), 10)}
+    for split, y in labels.items():
+        x = rng.integers(0, 256, size=(len(y), 28, 28)) // (1 + y[:, None, None])  # classes differ in brightness
+        write_idx(idx / f"{split}-images-idx3-ubyte.gz", x, compress=True)
+        write_idx(idx / f"{split}-labels-idx1-ubyte.gz", y, compress=True)
+    config = {**TINY_CONFIG, "dataset": "fashion-mnist", "data": {"fashion_dir": str(idx)}}
+    workdir = tmp_path / "run"
+    write_config(workdir, config)
+    targets = [f"data/runs/{b}/sgd/seed0/metrics.json" for b in ("class_incremental", "permuted")]
+    snakemake(workdir, "--cores", "2", *targets, check=True)
+    manifest = json.loads((workdir / "data/raw/fashion-mnist.pt.manifest.json").read_text())
+    assert manifest["dataset"] == "fashion-mnist" and manifest["n_train"] == 400 and manifest["n_test"] == 100
+    assert manifest["train_class_counts"] == [40] * 10
+    for target, n_tasks in zip(targets, (5, 3)):
+        run = json.loads((workdir / target).read_text())
+        assert run["status"] == "ok" and len(run["R"]) == n_tasks and run["spec"]["seed"] == 0
+        assert run["steps"] == (5 * 1 * 2 if n_tasks == 5 else 3 * 4)  # 80 images per pair at 64; 400 at 128
