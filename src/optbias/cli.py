@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--output", default="docs/performance.md", help="markdown to write ('-': print only); "
                    "the raw numbers go next to it as .json")
     n.add_argument("--steps", type=int, default=100, help="timed optimizer steps per Shampoo variant")
-    n.add_argument("--epochs", type=int, nargs=2, default=[2, 10], metavar=("LOW", "HIGH"),
+    n.add_argument("--epochs", type=int, nargs=2, default=[2, 20], metavar=("LOW", "HIGH"),
                    help="the two budgets (epochs per task) whose difference gives the marginal throughput")
     n.add_argument("--peak-n", type=int, default=2048, help="matrix size of the matmul peak measurement")
     n.set_defaults(func=_bench)
