@@ -20,7 +20,7 @@ LAYERS = {
     "optim": 2,
     "continual": 3,
     "probes": 4, "powerprop": 4,
-    "paper": 5, "versioning": 5,
+    "paper": 5, "versioning": 5, "bench": 5,
     "config": 6, "cli": 6, "__main__": 7,
 }
 

@@ -212,7 +212,7 @@ def test_corrupted_data_fails_its_checksum(finished_run, tmp_path):
          "optimizers.bad: adam does not take momentum"),
         (lambda c: c["benchmarks"].update(split_cifar={"epochs_per_task": 1}),
          "unknown benchmark 'split_cifar'; known benchmarks: class_incremental, permuted"),
-        (lambda c: c.update(dataset="cifar10"), "known datasets: idx-dir, mnist, mnist-5k"),
+        (lambda c: c.update(dataset="cifar10"), "known datasets: fashion-mnist, idx-dir, mnist, mnist-5k"),
         (lambda c: c["train"].update(epochs=3), "epochs"),
         (lambda c: c.update(seeds="zero"), "seeds"),
         (lambda c: c["optimizers"]["sgd"].pop("lr"), "lr"),
