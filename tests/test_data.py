@@ -2,7 +2,9 @@
 
 import gzip
 import json
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,8 +173,17 @@ def test_fashion_mnist_missing_names_the_debian_package(tmp_path, monkeypatch):
         data.fetch("fashion-mnist", tmp_path / "f.pt", {})
 
 
+@pytest.mark.skipif(not Path(data.FASHION_MNIST_DIR).is_dir() and not os.environ.get("OPTBIAS_REQUIRE_FASHION"),
+                    reason="dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist); "
+                           ".ci/run installs it and sets OPTBIAS_REQUIRE_FASHION, so in CI this runs")
 def test_fashion_mnist_of_the_debian_package_is_full_size():
     """.ci/run installs dataset-fashion-mnist: the default location holds the whole dataset."""
     loaded, digest = data.load_idx_dir(data.FASHION_MNIST_DIR)
     assert len(loaded["y_train"]) == 60_000 and len(loaded["y_test"]) == 10_000
     assert loaded["x_train"].shape == (60_000, 784) and loaded["y_train"].bincount().tolist() == [6000] * 10
+
+
+def test_every_source_has_a_display_name():
+    """Figure titles name the data ("MNIST", "Fashion-MNIST"); a new source needs its name."""
+    assert set(data.DISPLAY_NAMES) == set(data.SOURCES)
+    assert data.DISPLAY_NAMES["fashion-mnist"] == "Fashion-MNIST" and data.DISPLAY_NAMES["mnist-5k"] == "MNIST"

@@ -51,8 +51,32 @@ def test_stage_times_and_wall_time_from_snakemake_files(tmp_path):
     (logs / "2026-01-02T000000.snakemake.log").write_text(  # interrupted: not a complete run
         "[Fri Jan  2 09:00:00 2026]\n1 of 3 steps (33%) done\n[Fri Jan  2 09:30:00 2026]\n")
     wall = bench.snakemake_wall_time(tmp_path)
-    assert wall == {"log": ".snakemake/log/2026-01-01T000000.snakemake.log", "jobs": 3, "wall_s": 3725.0}
+    assert {k: wall[k] for k in ("log", "jobs", "wall_s")} == {
+        "log": ".snakemake/log/2026-01-01T000000.snakemake.log", "jobs": 3, "wall_s": 3725.0}
+    assert wall["end"] - wall["start"] == 3725.0
     assert bench.snakemake_wall_time(tmp_path / "nothing") is None
+
+    # Only benchmark files written during the chosen run count: one left by an older run does not.
+    import os
+
+    now = (tmp_path / "benchmarks/probes/permuted.tsv").stat().st_mtime
+    os.utime(tmp_path / "benchmarks/probes/permuted.tsv", (now - 7200, now - 7200))
+    recent = bench.stage_times(tmp_path, (now - 3600, now))
+    assert recent["job_s"] == 450.5 and "probes" not in recent["stages"] and recent["jobs"] == 3
+
+
+def test_bench_config_merges_onto_the_default_and_checks_its_arguments(tmp_path):
+    from conftest import REPO
+    from optbias import bench
+
+    merged = bench.merged_config(REPO / "config" / "fashion.yaml", REPO / "config" / "config.yaml")
+    assert merged["dataset"] == "fashion-mnist" and merged["optimizers"]["shampoo"]["root_dtype"] == "float32"
+    assert merged["benchmarks"]["permuted"]["n_tasks"] == 10  # from the default, under fashion's own epochs
+    assert merged["benchmarks"]["permuted"]["epochs_per_task"] == 2
+    with pytest.raises(ValueError, match="0 < LOW < HIGH"):
+        bench.run(REPO / "config" / "config.yaml", tmp_path, epochs=(3, 3))
+    with pytest.raises(ValueError, match="give a .md path"):
+        bench.main(REPO / "config" / "config.yaml", tmp_path, tmp_path / "perf.json", 3, (1, 2), 128)
 
 
 def test_bench_prints_all_five_figures(tmp_path):
@@ -70,9 +94,13 @@ def test_bench_prints_all_five_figures(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "docs" / "performance.md"
     out.parent.mkdir()
-    result = bench.main(tmp_path / "config.yaml", tmp_path, out, steps=3, epochs=(1, 2), peak_n=128)
+    result = bench.main(tmp_path / "config.yaml", tmp_path, out, steps=3, epochs=(1, 4), peak_n=128)
     text = out.read_text()
-    for figure in ("pytorch_optimizer.Shampoo", "FLOP lower bound", "plain torch loop", "Avalanche",
+    import importlib.util
+
+    absent = importlib.util.find_spec("avalanche") is None  # an optional extra: pip install -e .[bench]
+    for figure in ("pytorch_optimizer.Shampoo", "FLOP lower bound", "plain torch loop",
+                   "avalanche-lib not installed" if absent else "Avalanche `Naive` |",
                    "SGD step / matmul peak", "`make reproduce`", "Fixed cost of one training job"):
         assert figure in text, figure
     sh, tp = result["shampoo"], result["throughput"]
@@ -81,10 +109,15 @@ def test_bench_prints_all_five_figures(tmp_path):
         rates = tp[opt]["samples_per_s"]
         assert tp[opt]["ratio_to_plain"] == pytest.approx(rates["optbias"] / rates["plain torch loop"])
         assert rates["optbias"] > 0 and rates["plain torch loop"] > 0
-    assert tp["samples"][2] == 2 * tp["samples"][1] > 0
+    assert tp["samples"][4] == 4 * tp["samples"][1] > 0
+    # The markdown shows the numbers of the JSON next to it, not other ones.
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert f"| {saved['shampoo']['ratio_to_peer']:.2f} | <= 0.5 |" in text
+    assert f"| {saved['throughput']['sgd']['ratio_to_plain']:.2f} | >= 0.9 |" in text
+    assert f"{saved['throughput']['sgd']['samples_per_s']['optbias']:,.0f}" in text
     fixed = tp["fixed_cost_s"]
     assert fixed["python and imports"] > 0 and fixed["per job"] == pytest.approx(
         fixed["python and imports"] + fixed["warm-up, data loading, evaluation"])
     assert 0 < tp["sgd_step"]["ratio_to_peak"] < 5
     assert "no complete run here" in text and result["reproduce"]["wall"] is None
-    assert json.loads(out.with_suffix(".json").read_text())["shampoo"]["update_freq"] == 10
+    assert saved["shampoo"]["update_freq"] == 10 and "--epochs 1 4" in text  # the command that made it

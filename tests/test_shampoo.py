@@ -145,6 +145,33 @@ def test_failed_float32_root_is_retried_in_float64(monkeypatch):
     assert d64["root_retries"] == 0
 
 
+def test_nonfinite_float32_root_is_retried_and_a_double_failure_keeps_the_last_root(monkeypatch):
+    """A float32 root that comes back NaN is redone in float64 (one retry); when the float64 retry
+    fails too, the last good root stays and one failure is counted."""
+    real_eigh, plan = torch.linalg.eigh, []
+
+    def scripted(a, *args, **kwargs):
+        mode = plan.pop(0) if plan else "ok"
+        if mode == "nan":
+            return torch.full_like(a[0], float("nan")), real_eigh(a)[1]
+        if mode == "raise":
+            raise torch.linalg.LinAlgError("simulated failure")
+        return real_eigh(a, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", scripted)
+    p = torch.nn.Parameter(rand((4, 3), 0))
+    opt = Shampoo([p], lr=0.1, grafting="none", update_freq=1, exponent="half_left", root_dtype="float32")
+    plan[:] = ["nan", "ok"]  # step 1: float32 NaN, float64 retry fine
+    manual_step(opt, p, rand((4, 3), 40))
+    assert (opt.root_computations, opt.root_retries, opt.root_failures) == (1, 1, 0)
+    good = opt.state[p]["L_root"].clone()
+    assert torch.isfinite(good).all() and not torch.equal(good, torch.eye(4, dtype=torch.float64))
+    plan[:] = ["nan", "raise"]  # step 2: both attempts fail
+    manual_step(opt, p, rand((4, 3), 41))
+    assert (opt.root_computations, opt.root_retries, opt.root_failures) == (2, 2, 1)
+    assert torch.equal(opt.state[p]["L_root"], good) and torch.isfinite(p).all()
+
+
 def test_stale_roots_are_used_between_refreshes():
     """update_freq=3: the root from step 1 serves steps 2-3; step 4 recomputes it from 4 steps of statistics."""
     p = torch.nn.Parameter(rand((4, 3), 0))

@@ -13,8 +13,10 @@ The five figures (issue "Performance"), written to ``docs/performance.md`` with 
    separately, the fixed cost of one training job (Python + torch import, warm-up, data loading,
    evaluation), timed in a fresh process;
 4. achieved GFLOP/s of an SGD training step / the matmul peak;
-5. the last complete ``make reproduce``: wall time from Snakemake's log and the job time per stage
-   (and Shampoo's share) from Snakemake's ``benchmarks/`` files.
+5. the complete Snakemake run with the most jobs in the working directory (``make reproduce``): its
+   wall time from Snakemake's log and the job time per stage (and Shampoo's share) from the
+   ``benchmarks/`` files written during that run; also the floor the jobs other than Shampoo put
+   under the wall time (their job time / the cores).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ THROUGHPUT_BENCHMARK = "class_incremental"
 
 
 def root_flops_per_step(hidden: list[int], update_freq: int) -> float:
-    """A lower bound on the FLOPs of Shampoo's roots per step, amortized over ``update_freq`` steps.
+    """An estimate from below of the FLOPs of Shampoo's roots per step, amortized over ``update_freq`` steps.
 
     Per n x n factor and refresh: the Householder reduction to tridiagonal form (4/3 n^3, the least
     any dense symmetric eigensolver does; Golub & Van Loan, Alg. 8.3.1) plus forming V diag(s) V^T
@@ -188,6 +190,10 @@ def throughput_figures(cfg: dict, dataset: Path, epochs: tuple[int, int], peak: 
         ours_s(1)  # warm-up: the first run in a process pays one-off costs (measured below as the fixed cost)
         ours = {e: best(ours_s, e) for e in epochs}
         plain = {e: best(lambda e: plain_loop_seconds(cfg, optimizer, tasks, e), e) for e in epochs}
+        for name, t in (("train_run", ours), ("plain loop", plain)):
+            if t[high] <= t[low]:
+                raise RuntimeError(f"optbias bench: {name} ({optimizer}) took no longer at {high} than at {low} epochs "
+                                   "per task: timing noise exceeds the difference; use a larger --epochs HIGH")
         rates = {"optbias": extra / (ours[high] - ours[low]), "plain torch loop": extra / (plain[high] - plain[low])}
         avalanche = {e: best(lambda e: avalanche_seconds(cfg, optimizer, tasks, e), e) for e in epochs}
         if avalanche[low] is not None:
@@ -230,15 +236,23 @@ def snakemake_wall_time(workdir: Path) -> dict[str, Any] | None:
         first, last = (datetime.strptime(" ".join(s.split()), fmt) for s in (stamps[0], stamps[-1]))
         jobs = int(done[-1][1])
         if best is None or jobs >= best["jobs"]:
-            best = {"log": str(log.relative_to(workdir)), "jobs": jobs, "wall_s": (last - first).total_seconds()}
+            best = {"log": str(log.relative_to(workdir)), "jobs": jobs, "wall_s": (last - first).total_seconds(),
+                    "start": first.timestamp(), "end": last.timestamp()}
     return best
 
 
-def stage_times(workdir: Path) -> dict[str, Any]:
+def stage_times(workdir: Path, window: tuple[float, float] | None = None) -> dict[str, Any]:
     """Job seconds per stage from ``benchmarks/<stage>/**.tsv`` (Snakemake's ``benchmark:`` files,
-    column ``s``), and the part of each spent in Shampoo jobs (any optimizer named shampoo*)."""
+    column ``s``), and the part of each spent in Shampoo jobs (any optimizer named shampoo*).
+
+    ``window``: (start, end) in seconds since the epoch; only files last written inside it (one
+    minute of slack) count, so that files left by an earlier run of another config do not.
+    Jobs without a ``benchmark:`` file (figures, summaries) are not counted.
+    """
     stages: dict[str, dict[str, float]] = {}
     for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
+        if window is not None and not window[0] - 60 <= tsv.stat().st_mtime <= window[1] + 60:
+            continue
         rows = tsv.read_text().splitlines()
         if len(rows) < 2:
             continue
@@ -257,11 +271,30 @@ def stage_times(workdir: Path) -> dict[str, Any]:
 # ---- the whole benchmark
 
 
+def merged_config(config_path: Path, default: Path = Path("config/config.yaml")) -> dict:
+    """The config as Snakemake sees it with ``--configfile config_path``: ``config_path`` merged, key
+    by key (nested mappings recursively), on top of the embedded default when that file exists."""
+    def merge(base: dict, top: dict) -> dict:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in top.items()}}
+
+    top = yaml.safe_load(Path(config_path).read_text()) or {}
+    if Path(default).is_file() and Path(default).resolve() != Path(config_path).resolve():
+        return merge(yaml.safe_load(Path(default).read_text()), top)
+    return top
+
+
 def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, int] = (2, 20),
         peak_n: int = 2048, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """All five figures on one thread, for the config at ``config_path`` and the pipeline outputs
-    under ``workdir`` (figure 5; absent when no run completed there)."""
-    cfg = yaml.safe_load(Path(config_path).read_text())
+    """All five figures on one thread, for the config at ``config_path`` (merged onto
+    config/config.yaml, as ``--configfile`` does) and the pipeline outputs under ``workdir``
+    (figure 5; absent when no run completed there).
+
+    Raises ``ValueError`` unless 0 < epochs[0] < epochs[1] (the marginal throughput needs two budgets).
+    """
+    if not 0 < epochs[0] < epochs[1]:
+        raise ValueError(f"optbias bench: --epochs LOW HIGH must satisfy 0 < LOW < HIGH, got {epochs[0]} {epochs[1]}")
+    cfg = merged_config(config_path)
     torch.set_num_threads(1)
     progress(f"matmul peak ({peak_n} x {peak_n}, float32, 1 thread)")
     peak = matmul_peak(torch.device("cpu"), peak_n)
@@ -274,7 +307,13 @@ def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, i
         progress(f"throughput: train_run, a plain loop{', Avalanche' if importlib.util.find_spec('avalanche') else ''}"
                  f" at {epochs[0]} and {epochs[1]} epochs per task; the fixed cost of a job")
         result["throughput"] = throughput_figures(cfg, dataset, epochs, peak)
-    result["reproduce"] = {"wall": snakemake_wall_time(workdir), **stage_times(workdir)}
+    wall = snakemake_wall_time(workdir)
+    times = stage_times(workdir, None if wall is None else (wall["start"], wall["end"]))
+    cores = machine()["cpu_count"]
+    # Even if every Shampoo job took no time, the other jobs need this long on this machine's cores.
+    times["other_jobs_floor_s"] = (times["job_s"] - times["shampoo_s"]) / max(cores, 1)
+    times["cores"] = cores
+    result["reproduce"] = {"wall": wall, **times}
     return result
 
 
@@ -308,7 +347,7 @@ def render(result: dict[str, Any], command: str) -> str:
     lines.append(f"| 4 | achieved GFLOP/s of an SGD step / matmul peak | {_ratio(tp['sgd_step']['ratio_to_peak'])} | "
                  "(reported) |")
     wall = rep["wall"]
-    wall_text = "no complete run here" if wall is None else f"{wall['wall_s'] / 60:.1f} min"
+    wall_text = "no complete run here" if wall is None else f"{wall['wall_s'] / 60:.1f} min (a time)"
     lines.append(f"| 5 | `make reproduce` Snakemake wall time | {wall_text} | <= 15 min |")
     lines += ["", "## 1, 2. Shampoo", "",
               f"Default MLP at batch {sh['batch']}, roots every {sh['update_freq']} steps "
@@ -319,7 +358,10 @@ def render(result: dict[str, Any], command: str) -> str:
     lines += [f"| `pytorch_optimizer.Shampoo` (float32 SVD roots, no grafting) | {sh['peer_step_ms']:.1f} | |", "",
               f"FLOP lower bound per step: {sh['flops_per_step'] / 1e9:.3f} GFLOP (forward and backward, the statistics "
               "and the two preconditioning products, and the roots' tridiagonal reduction and recomposition amortized "
-              f"over {sh['update_freq']} steps) = {sh['lower_bound_ms']:.1f} ms at the peak.", "",
+              f"over {sh['update_freq']} steps) = {sh['lower_bound_ms']:.1f} ms at the peak. Figure 1 at 0.5 would "
+              f"need our step at {0.5 * sh['peer_step_ms']:.1f} ms, "
+              f"{0.5 * sh['peer_step_ms'] / sh['lower_bound_ms']:.2f}x this bound (now "
+              f"{sh['ratio_to_lower_bound']:.2f}x).", "",
               "## 3, 4. Training throughput and the fixed cost of a job", "",
               f"Benchmark {tp['benchmark']}, seed 0, marginal throughput between {tp['epochs'][0]} and "
               f"{tp['epochs'][1]} epochs per task (samples/s; fixed costs cancel in the difference).", "",
@@ -329,16 +371,18 @@ def render(result: dict[str, Any], command: str) -> str:
         av = f"{r['avalanche Naive']:,.0f}" if "avalanche Naive" in r else "not installed (`pip install -e .[bench]`)"
         lines.append(f"| {opt} | {r['optbias']:,.0f} | {r['plain torch loop']:,.0f} | {av} |")
     fc = tp["fixed_cost_s"]
-    lines += ["", "Fixed cost of one training job, timed in a fresh process: "
-              + ", ".join(f"{k} {v:.2f} s" for k, v in fc.items()) + ".",
+    lines += ["", "Fixed cost of one training job (one seed, the smaller budget), timed once in a fresh process:", "",
+              "| part | seconds |", "|---|---|", *[f"| {k} | {v:.2f} |" for k, v in fc.items()], "",
               f"An SGD step: {tp['sgd_step']['ms']:.2f} ms, {tp['sgd_step']['gflops']:.1f} GFLOP/s.", "",
               "## 5. `make reproduce`", ""]
     if wall is not None:
-        lines.append(f"Wall time of the Snakemake run with the most jobs (`{wall['log']}`, {wall['jobs']} jobs): "
+        lines.append(f"Wall time of the complete Snakemake run with the most jobs (`{wall['log']}`, {wall['jobs']} jobs): "
                      f"{wall['wall_s'] / 60:.1f} min (without creating the environment).")
     if rep["jobs"]:
-        lines += [f"Job time from `benchmarks/` ({rep['jobs']} jobs): {rep['job_s']:,.0f} s, of which Shampoo jobs "
-                  f"{rep['shampoo_s']:,.0f} s ({rep['shampoo_s'] / rep['job_s']:.0%}).", "",
+        lines += [f"Job time from the `benchmarks/` files of that run ({rep['jobs']} jobs; jobs without one, such as "
+                  f"figures and summaries, are not counted): {rep['job_s']:,.0f} s, of which Shampoo jobs "
+                  f"{rep['shampoo_s']:,.0f} s ({rep['shampoo_s'] / rep['job_s']:.0%}). The other jobs alone need "
+                  f"{rep['other_jobs_floor_s'] / 60:.1f} min on {rep['cores']} cores, even if Shampoo cost nothing.", "",
                   "| stage | jobs | job time (s) | share | of which Shampoo (s) |", "|---|---|---|---|---|"]
         for stage, e in rep["stages"].items():
             lines.append(f"| {stage} | {e['jobs']} | {e['job_s']:,.0f} | {e['job_s'] / rep['job_s']:.0%} | "
@@ -350,10 +394,14 @@ def render(result: dict[str, Any], command: str) -> str:
 
 def main(config_path: Path, workdir: Path, output: Path | None, steps: int, epochs: tuple[int, int],
          peak_n: int) -> dict[str, Any]:
-    """``optbias bench``: measure, print the markdown, write it (atomically) to ``output``."""
+    """``optbias bench``: measure, print the markdown, write it (atomically) to ``output`` (a .md
+    path) and the raw numbers next to it as .json. Raises ``ValueError`` on an output not ending in .md."""
+    if output is not None and Path(output).suffix != ".md":
+        raise ValueError(f"optbias bench: --output {output}: give a .md path (the numbers go next to it as .json)")
     result = run(config_path, workdir, steps, epochs, peak_n)
-    command = "optbias bench" + ("" if steps == 100 and tuple(epochs) == (2, 20) else f" --steps {steps} --epochs "
-                                 f"{epochs[0]} {epochs[1]}")
+    options = {"--config": (str(config_path), "config/config.yaml"), "--workdir": (str(workdir), "."),
+               "--steps": (steps, 100), "--epochs": (f"{epochs[0]} {epochs[1]}", "2 20"), "--peak-n": (peak_n, 2048)}
+    command = "optbias bench" + "".join(f" {k} {v}" for k, (v, default) in options.items() if v != default)
     text = render(result, command)
     print(text)
     if output is not None:

@@ -43,6 +43,8 @@ IDX_FILES = {
 
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+# What figure titles call each source's data.
+DISPLAY_NAMES = {"mnist-5k": "MNIST", "mnist": "MNIST", "idx-dir": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
 class DataError(RuntimeError):

@@ -17,6 +17,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 from snakemake.utils import min_version, validate
 
 from optbias import config as _config
+from optbias import data as _data
 from optbias import optim as _optim
 from optbias.continual import benchmarks as _benchmarks
 from optbias.paper import claims as _claims
@@ -38,6 +39,7 @@ _config.check(config)
 # not activated; under --use-conda, the rule's conda env instead.
 ENV = "../envs/optbias.yaml"
 DATASET = config["dataset"]
+DATASET_NAME = _data.DISPLAY_NAMES[DATASET]  # in figure titles: "MNIST", "Fashion-MNIST"
 DATA = {"data": f"data/raw/{DATASET}.pt", "manifest": f"data/raw/{DATASET}.pt.manifest.json"}
 BENCHMARKS = list(config["benchmarks"])
 OPTIMIZERS = list(config["optimizers"])  # the headline comparison, in legend order

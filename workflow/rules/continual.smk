@@ -248,7 +248,7 @@ rule final_accuracy:
         png="figures/class_incremental_final_accuracy.png",
     params:
         order=OPTIMIZERS,
-        title="Class-incremental MNIST: accuracy of the final model per pair",
+        title=f"Class-incremental {DATASET_NAME}: accuracy of the final model per pair",
     message:
         "figure {output.pdf}"
     log:
@@ -270,7 +270,7 @@ rule first_task_accuracy:
         png="figures/permuted_first_task_accuracy.png",
     params:
         order=OPTIMIZERS,
-        title="Permuted MNIST: accuracy on task 1",
+        title=f"Permuted {DATASET_NAME}: accuracy on task 1",
     message:
         "figure {output.pdf}"
     log:

@@ -81,7 +81,7 @@ rule cosine_heatmaps:
         png="figures/cross_class_cosine_class_incremental.png",
     params:
         order=OPTIMIZERS,
-        title="Class-incremental MNIST: cosine similarity of class-mean representations",
+        title=f"Class-incremental {DATASET_NAME}: cosine similarity of class-mean representations",
     message:
         "figure {output.pdf}"
     log:
@@ -147,7 +147,7 @@ rule paper_figure:
         png="figures/paper_figure_class_incremental.png",
     params:
         order=OPTIMIZERS,
-        title="Class-incremental MNIST: forgetting (left) and class overlap of the representations (right)",
+        title=f"Class-incremental {DATASET_NAME}: forgetting (left) and class overlap of the representations (right)",
     message:
         "figure {output.pdf}"
     log:
