@@ -274,14 +274,14 @@ def stage_times(workdir: Path, window: tuple[float, float] | None = None) -> dic
 def merged_config(config_path: Path, default: Path = Path("config/config.yaml")) -> dict:
     """The config as Snakemake sees it with ``--configfile config_path``: ``config_path`` merged, key
     by key (nested mappings recursively), on top of the embedded default when that file exists."""
-    def merge(base: dict, top: dict) -> dict:
-        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-                           for k, v in top.items()}}
+    from snakemake.utils import update_config  # Snakemake's own merge, so the result is what rules see
 
     top = yaml.safe_load(Path(config_path).read_text()) or {}
-    if Path(default).is_file() and Path(default).resolve() != Path(config_path).resolve():
-        return merge(yaml.safe_load(Path(default).read_text()), top)
-    return top
+    if not Path(default).is_file() or Path(default).resolve() == Path(config_path).resolve():
+        return top
+    config = yaml.safe_load(Path(default).read_text())
+    update_config(config, top)
+    return config
 
 
 def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, int] = (2, 20),

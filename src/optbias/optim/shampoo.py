@@ -275,8 +275,7 @@ class Shampoo(PerParameterOptimizer):
         start = time.perf_counter()
         self.root_computations += 1
         ok = False
-        dtypes = [ROOT_DTYPES[group["root_dtype"]]]
-        dtypes += [torch.float64] if dtypes[0] != torch.float64 else []  # a failed float32 root is retried
+        dtypes = dict.fromkeys([ROOT_DTYPES[group["root_dtype"]], torch.float64])  # a failed float32 root is retried
         for attempt, dtype in enumerate(dtypes):
             self.root_retries += attempt > 0
             try:
