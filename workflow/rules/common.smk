@@ -237,8 +237,38 @@ def powerprop_results():
     return expand(f"{PP_DIR}/runs/{{pp_method}}/results.json", pp_method=PP_METHODS)
 
 
+def training_outputs():
+    """Every file the training rules write (DVC stage `train`), each one a target of `rule all`.
+
+    Each run's metrics.json and checkpoints (headline and ablation), the sweep runs and selection,
+    the budget rule's runs and choice, the forgetting-against-budget runs, and the Powerprop
+    selections, results, checkpoints and equivalence study. Why targets and not only inputs of the
+    summaries: Snakemake reruns a job whose output is missing only if something it must build needs
+    that output, so a run deleted under a summary that still exists (a killed job's cleanup) would
+    never be rebuilt (issue 16).
+    """
+    files = all_benchmarks(lambda b: run_metrics(b) + run_checkpoints(b) + ablation_metrics(b)
+                           + run_checkpoints(b, ABLATION_ORDER, ABLATION_SEEDS))
+    files += sweep_metrics() + (["data/sweep/selected.json"] if SWEEP else [])
+    files += budget_validation_metrics() + budget_experiment_metrics()
+    files += ["data/budget/selected.json"] if BUDGET else []
+    if POWERPROP:
+        files += powerprop_results() + expand(f"{PP_DIR}/sweep/{{pp_method}}.json", pp_method=PP_METHODS)
+        files += expand(f"{PP_DIR}/runs/{{pp_method}}/seed{{seed}}.pt", pp_method=PP_METHODS, seed=PP_SEEDS)
+        files.append(f"{PP_DIR}/equivalence.json")
+    return list(dict.fromkeys(files))  # the ablation's base runs are headline runs: listed once
+
+
+def with_png_twins(files):
+    """``files`` plus the PNG that each figure rule writes next to its PDF."""
+    return [g for f in files for g in ([f, f[:-4] + ".png"] if f.startswith("figures/") and f.endswith(".pdf") else [f])]
+
+
 def all_outputs():
-    outputs = expand("data/summary/{benchmark}.json", benchmark=BENCHMARKS)
+    """Every output of the config, data and training runs included (``training_outputs``): deleting
+    any of them makes `snakemake` rebuild it and what depends on it (tests/test_targets.py)."""
+    outputs = [*DATA.values(), *training_outputs()]
+    outputs += expand("data/summary/{benchmark}.json", benchmark=BENCHMARKS)
     outputs += expand("figures/accuracy_matrices_{benchmark}.pdf", benchmark=BENCHMARKS)
     if "class_incremental" in BENCHMARKS:
         outputs.append("figures/class_incremental_final_accuracy.pdf")
@@ -247,13 +277,14 @@ def all_outputs():
     if SWEEP:
         outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
     if ABLATION:
-        outputs += ["data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
+        outputs += ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
     if BUDGET:
         outputs += ["data/budget/selected.json", "data/summary/budget_sensitivity.json", "figures/budget_sensitivity.pdf"]
     if POWERPROP:
         outputs += ["data/summary/powerprop.json", f"{PP_DIR}/equivalence.json",
                     "figures/powerprop_weight_magnitudes.pdf", "figures/powerprop_pruning.pdf"]
     outputs.append("data/metrics/headline.json")  # versioned by DVC, with the curves (versioning.smk)
+    outputs += expand("data/metrics/curves/{benchmark}/{optimizer}.csv", benchmark=BENCHMARKS, optimizer=OPTIMIZERS)
     outputs += all_benchmarks(probe_outputs)
     outputs += expand("data/summary/probes_{benchmark}.json", benchmark=BENCHMARKS)
     outputs.append("data/summary/weight_distance.json")  # claim 9, weights
@@ -262,7 +293,7 @@ def all_outputs():
         outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
     if PAPER:
         outputs += ["paper/audit.md", "data/audit.json", "paper/verdicts.json", "paper/build/paper.html"]
-    return outputs
+    return list(dict.fromkeys(with_png_twins(outputs)))
 
 
 # ---- the paper and the claims audit (workflow/rules/paper.smk)

@@ -34,14 +34,7 @@ rule dvc_train:
     """DVC stage `train`: every training run, checkpoints included (data/runs, data/sweep, data/budget, data/powerprop)."""
     localrule: True
     input:
-        all_benchmarks(lambda b: run_metrics(b) + ablation_metrics(b)),
-        sweep_metrics(),
-        ["data/sweep/selected.json"] if SWEEP else [],
-        budget_validation_metrics() + budget_experiment_metrics(),
-        ["data/budget/selected.json"] if BUDGET else [],
-        # Powerprop: its lr sweeps, runs (effective-weight checkpoints) and the equivalence study.
-        powerprop_results(),
-        [f"{PP_DIR}/equivalence.json"] if POWERPROP else [],
+        training_outputs(),
 
 
 rule dvc_metrics:

@@ -9,6 +9,7 @@ and a checkpoint (state_dict only) is written atomically.
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import time
@@ -21,19 +22,26 @@ from .. import data, fileio, optim
 from ..engine import (DivergenceError, LossLog, accuracy, all_finite, device_name, machine, make_deterministic,
                       optimizer_diagnostics, pick_device, run_epoch)
 from ..models import init_model
-from . import benchmarks, metrics
+from . import benchmarks, metrics, resume
 from .tasks import Task, split_validation
 from .types import RunMetrics, RunSpec
 
 
 def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path | None = None,
-              checkpoint_dir: str | Path | None = None, progress: bool = True) -> RunMetrics:
+              checkpoint_dir: str | Path | None = None, progress: bool = True,
+              resume_path: str | Path | None = None) -> RunMetrics:
     """Train one run described by ``spec`` and return its metrics (``RunMetrics``, the metrics.json).
 
     With ``checkpoint_dir``, writes the state_dict after each task i to
     ``fileio.checkpoint_path(checkpoint_dir, i)``; with ``metrics_path``, writes the metrics JSON
     there last, so its presence means the run completed. Cost: T tasks x epochs x ceil(N/batch)
     optimizer steps, plus T x T test evaluations.
+
+    With ``resume_path`` (``optbias.continual.resume``), saves the resume state there after every
+    task and when the run ends, and starts from it when it holds a state of this spec: after the
+    last completed task, or, for a finished run, with no training at all. The outputs equal those
+    of an uninterrupted run byte for byte on the same machine, except ``timing``. The caller
+    removes the file once it no longer needs it (``train_runs`` does, when its job is complete).
 
     ``train.validation_fraction > 0`` holds out that (stratified) part of every task's training
     split, trains on the rest and also fills ``R_val`` from the held-out part: the learning-rate
@@ -48,6 +56,10 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
     seed = int(spec["seed"])
     where = f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}"
     optim.check(spec["optimizer"], spec["optimizer_cfg"])  # fail before loading anything heavy
+    saved = resume.load(resume_path, spec) if resume_path is not None else None
+    if saved is not None and saved.get("result") is not None:  # finished before the job was stopped
+        print(f"{where}: finished earlier, restored from {resume_path} (not trained again)", flush=True)
+        return _write_outputs(json.loads(saved["result"]), saved["checkpoints"], metrics_path, checkpoint_dir)
     device = pick_device(train_cfg["device"])
     make_deterministic(seed, int(train_cfg["threads"]), device)
     started = time.perf_counter()
@@ -77,12 +89,27 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
 
     R: list[list[float]] = []
     R_val: list[list[float]] = []
-    step = 0
+    checkpoints: list[dict[str, torch.Tensor]] = []  # the state_dict after each finished task (CPU)
+    step, spent = 0, 0.0
+    if saved is not None:  # continue after the last completed task, exactly where it left off
+        model.load_state_dict(saved["model"])
+        resume.restore_optimizer(optimizer, saved["optimizer"])
+        generator.set_state(saved["generator"])
+        resume.set_rng_states(saved["rng"], device)
+        log.curve = saved["loss_curve"]
+        log.window = list(saved["loss_window"].to(device).unbind()) if saved["loss_window"] is not None else []
+        R, R_val, checkpoints, step, spent = (saved["R"], saved["R_val"], saved["checkpoints"], saved["step"],
+                                              saved["spent_s"])
+        for i, state_dict in enumerate(checkpoints if ckpt_dir is not None else []):  # a failed job's were removed
+            fileio.atomic_torch_save(state_dict, fileio.checkpoint_path(ckpt_dir, i))
+        print(f"{where}: resumed from {resume_path} after task {len(R) - 1} of {len(tasks)}", flush=True)
     status, error = "ok", None
     total = sum(epochs * math.ceil(len(t.y_train) / batch_size) for t in tasks)
-    bar = tqdm(total=total, disable=not progress, mininterval=2.0, desc=where)
+    bar = tqdm(total=total, initial=step, disable=not progress, mininterval=2.0, desc=where)
     try:
         for i, task in enumerate(tasks):
+            if i < len(R):  # completed before a resume
+                continue
             if i > 0 and train_cfg["reset_optimizer"]:
                 optimizer = make_optimizer()
             model.train()
@@ -99,9 +126,16 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
             R.append([accuracy(model, t.x_test, t.y_test) for t in tasks])
             R_val.extend([[accuracy(model, t.x_test, t.y_test) for t in val_tasks]] if val_tasks else [])
             bar.set_postfix(task=i, acc_current=f"{R[-1][i]:.3f}", acc_first=f"{R[-1][0]:.3f}")
+            checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             if ckpt_dir is not None:
-                fileio.atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                         fileio.checkpoint_path(ckpt_dir, i))
+                fileio.atomic_torch_save(checkpoints[-1], fileio.checkpoint_path(ckpt_dir, i))
+            if resume_path is not None:
+                resume.save(resume_path, {
+                    "spec": resume.spec_key(spec), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(), "rng": resume.rng_states(device),
+                    "loss_curve": log.curve, "loss_window": torch.stack(log.window).cpu() if log.window else None,
+                    "R": R, "R_val": R_val, "checkpoints": checkpoints, "step": step,
+                    "spent_s": spent + time.perf_counter() - started, "result": None})
     except DivergenceError as err:
         if train_cfg.get("on_divergence", "fail") != "record":
             raise
@@ -128,13 +162,25 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
         "platform": platform.machine(),
         "machine": machine(),  # which machine made these numbers (README "Across machines")
         # The only fields that differ between two runs of the same seed on the same device.
-        "timing": {"wall_time_s": round(time.perf_counter() - started, 3), **durations},
+        "timing": {"wall_time_s": round(spent + time.perf_counter() - started, 3), **durations},
     }
     if val_tasks:
         result["R_val"] = R_val
         # The sweep's selection score: accuracy on the task being learned, on held-out data.
         result["validation_score"] = (sum(R_val[i][i] for i in range(len(tasks))) / len(tasks)
                                       if status == "ok" else None)
+    if resume_path is not None:  # a rerun of the job restores this run instead of training it again
+        resume.save(resume_path, {"spec": resume.spec_key(spec), "result": json.dumps(result), "checkpoints": checkpoints})
+    return _write_outputs(result, checkpoints, metrics_path, None)
+
+
+def _write_outputs(result: RunMetrics, checkpoints: list[dict[str, torch.Tensor]], metrics_path: str | Path | None,
+                   checkpoint_dir: str | Path | None) -> RunMetrics:
+    """Write a run's checkpoints (when ``checkpoint_dir``), then its metrics.json (last: its presence
+    means the run completed); return ``result``."""
+    if checkpoint_dir is not None:
+        for i, state_dict in enumerate(checkpoints):
+            fileio.atomic_torch_save(state_dict, fileio.checkpoint_path(checkpoint_dir, i))
     if metrics_path is not None:
         fileio.atomic_write_json(metrics_path, result)
     return result
@@ -151,7 +197,8 @@ def describe(result: RunMetrics) -> str:
 
 
 def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: list[str | Path],
-               checkpoint_dirs: list[str | Path] | None = None, progress: bool = True) -> list[RunMetrics]:
+               checkpoint_dirs: list[str | Path] | None = None, progress: bool = True,
+               resume_states: bool = True) -> list[RunMetrics]:
     """Train several independent runs one after another in this process; print ``describe`` of each.
 
     Why: a process pays ~3-4 s of start-up (importing torch and torch.optim's dynamo hooks), as much
@@ -159,6 +206,11 @@ def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: li
     Each run seeds itself (``make_deterministic``), so its results equal those of a run on its own.
     Every spec is checked before the first run starts; each metrics file is written when its run
     ends. Raises ``ValueError`` when the three lists differ in length.
+
+    With ``resume_states`` (the workflow's way), each run keeps its resume state next to its
+    directory (``resume.state_path``): a job killed or preempted and run again restores the runs
+    that had finished and continues the interrupted one after its last completed task. The states
+    are deleted once every run of the job is complete.
     """
     checkpoint_dirs = list(checkpoint_dirs) if checkpoint_dirs else [None] * len(specs)
     if not (len(specs) == len(metrics_paths) == len(checkpoint_dirs)):
@@ -166,8 +218,12 @@ def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: li
                          f"{len(checkpoint_dirs)} checkpoint directories; give one of each per run, in the same order")
     for spec in specs:
         optim.check(spec["optimizer"], spec["optimizer_cfg"])
+    states = [resume.state_path(m) if resume_states else None for m in metrics_paths]
     results = []
-    for spec, metrics_path, ckpt in zip(specs, metrics_paths, checkpoint_dirs):
-        results.append(train_run(spec, dataset_path, metrics_path, ckpt, progress=progress))
+    for spec, metrics_path, ckpt, state in zip(specs, metrics_paths, checkpoint_dirs, states):
+        results.append(train_run(spec, dataset_path, metrics_path, ckpt, progress=progress, resume_path=state))
         print(describe(results[-1]), flush=True)
+    for state in states:
+        if state is not None:
+            resume.remove(state)
     return results

@@ -1,0 +1,212 @@
+"""Resume at task granularity (optbias.continual.resume): an interrupted run continues after its
+last completed task, a finished seed is not trained again, and the outputs equal an uninterrupted
+run's byte for byte (timing aside). Two ways to interrupt: an exception inside a task (every
+optimizer family, fast), and a real SIGKILL of a Snakemake training job (the sequence of issue 16).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, scheduled, snakemake, write_config
+from optbias import data, fileio
+from optbias.continual import resume, train
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "mnist-5k.pt"
+    data.fetch("mnist-5k", path, {})
+    return path
+
+
+def spec(optimizer_cfg, seed=0, reset=False):
+    return {"benchmark": "class_incremental", "optimizer": "opt", "optimizer_cfg": optimizer_cfg, "seed": seed,
+            "benchmark_cfg": {"epochs_per_task": 2, "batch_size": 128, "pairs": [[0, 1], [2, 3], [4, 5]]},
+            "model": {"hidden": [16]},
+            # 7 steps per loss window: windows straddle task boundaries, so the open window is resumed too
+            "train": {"device": "cpu", "threads": 1, "reset_optimizer": reset, "loss_log_every": 7,
+                      "validation_fraction": 0.1}}
+
+
+def strip_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "timing"}
+
+
+def outputs(run_dir: Path) -> dict[str, str]:
+    """Every output file of a run -> its SHA-256, metrics.json without its timing block."""
+    found = {p.name: fileio.sha256_file(p) for p in sorted((run_dir / "checkpoints").glob("*.pt"))}
+    found["metrics.json"] = json.dumps(strip_timing(fileio.load_json(run_dir / "metrics.json")), sort_keys=True)
+    return found
+
+
+class Stop(Exception):
+    """Stands for a kill: raised from inside a task's training."""
+
+
+def interrupt_after(monkeypatch, epochs: int) -> None:
+    """Make train_run's ``run_epoch`` raise ``Stop`` on its call number ``epochs + 1``."""
+    calls = {"n": 0}
+    real = train.run_epoch
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > epochs:
+            raise Stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "run_epoch", counting)
+
+
+@pytest.mark.parametrize("optimizer_cfg, reset", [
+    ({"type": "sgd", "lr": 0.05, "momentum": 0.9}, False),
+    ({"type": "adamw", "lr": 1e-3, "weight_decay": 1e-2}, False),
+    ({"type": "shampoo", "lr": 0.05, "update_freq": 3}, False),
+    ({"type": "shampoo", "lr": 0.05, "update_freq": 3}, True),  # the ablation's reset variant
+])
+def test_a_run_interrupted_mid_task_resumes_to_identical_outputs(dataset, tmp_path, monkeypatch, optimizer_cfg, reset):
+    s = spec(optimizer_cfg, reset=reset)
+    whole = tmp_path / "whole/seed0"
+    train.train_run(s, dataset, whole / "metrics.json", whole / "checkpoints", progress=False)
+
+    run = tmp_path / "resumed/seed0"
+    state = resume.state_path(run / "metrics.json")
+    assert state == tmp_path / "resumed/seed0.resume.pt"  # outside the run's directory (a job output)
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, epochs=3)  # task 0 done (2 epochs), stopped inside task 1's second epoch
+        with pytest.raises(Stop):
+            train.train_run(s, dataset, run / "metrics.json", run / "checkpoints", progress=False, resume_path=state)
+    assert not (run / "metrics.json").exists() and len(torch.load(state, weights_only=True)["R"]) == 1
+    fileio.atomic_write_bytes(run / "checkpoints/task0.pt", b"")  # a job's cleanup may leave anything
+    (run / "checkpoints/task0.pt").unlink()
+
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, epochs=4)  # the rest takes exactly 4 epochs: one more would be retraining
+        resumed = train.train_run(s, dataset, run / "metrics.json", run / "checkpoints", progress=False,
+                                  resume_path=state)
+    assert outputs(run) == outputs(whole)
+    assert resumed["timing"]["wall_time_s"] > 0
+
+
+def test_a_finished_seed_is_restored_not_retrained_and_states_go_once_the_job_is_complete(dataset, tmp_path,
+                                                                                          monkeypatch, capsys):
+    specs = [spec({"type": "sgd", "lr": 0.05}, seed=k) for k in (0, 1)]
+    whole = [tmp_path / f"whole/seed{k}" for k in (0, 1)]
+    train.train_runs(specs, dataset, [d / "metrics.json" for d in whole], [d / "checkpoints" for d in whole],
+                     progress=False)
+    assert not list(tmp_path.glob("whole/*.resume.pt"))  # removed once the job completed
+
+    runs = [tmp_path / f"job/seed{k}" for k in (0, 1)]
+    args = ([d / "metrics.json" for d in runs], [d / "checkpoints" for d in runs])
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, epochs=6 + 3)  # seed 0 complete (3 tasks x 2 epochs), seed 1 inside task 1
+        with pytest.raises(Stop):
+            train.train_runs(specs, dataset, *args, progress=False)
+    for d in runs:  # what Snakemake does to a failed job's outputs
+        (d / "metrics.json").unlink(missing_ok=True)
+        for f in (d / "checkpoints").glob("*"):
+            f.unlink()
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, epochs=4)  # seed 1's tasks 1 and 2 only: seed 0 and seed 1's task 0 cost nothing
+        train.train_runs(specs, dataset, *args, progress=False)
+    assert "seed0: finished earlier, restored" in capsys.readouterr().out
+    assert [outputs(d) for d in runs] == [outputs(d) for d in whole]
+    assert not list(tmp_path.glob("job/*.resume.pt"))
+
+
+def test_a_state_saved_for_another_spec_is_ignored(dataset, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "seed0"
+    state = resume.state_path(run / "metrics.json")
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, epochs=3)
+        with pytest.raises(Stop):
+            train.train_run(spec({"type": "sgd", "lr": 0.05}), dataset, run / "metrics.json", progress=False,
+                            resume_path=state)
+    changed = spec({"type": "sgd", "lr": 0.01})
+    result = train.train_run(changed, dataset, run / "metrics.json", progress=False, resume_path=state)
+    assert "saved for another spec" in capsys.readouterr().out
+    assert strip_timing(result) == strip_timing(train.train_run(changed, dataset, progress=False))
+
+
+# ---- the sequence of issue 16, on a real Snakemake job: force a training job, SIGKILL it mid-task,
+# `snakemake -n` schedules it again, and the rerun resumes and ends with the same bytes.
+
+KILL_CONFIG = {
+    "dataset": "mnist-5k",
+    "data": {"test_fraction": 0.2, "split_seed": 0},
+    "seeds": [0, 1],
+    "model": {"hidden": [32]},
+    # 12 epochs per task: a run takes a few seconds, so the kill lands inside a task
+    "benchmarks": {"class_incremental": {"epochs_per_task": 12, "batch_size": 64}},
+    "train": {"device": "cpu", "threads": 1, "reset_optimizer": False, "loss_log_every": 5},
+    "optimizers": {"sgd": {"type": "sgd", "lr": 0.05}},
+}
+
+RUNS = "data/runs/class_incremental/sgd"
+
+
+def run_outputs(workdir: Path) -> dict[str, str]:
+    return {f"seed{k}/{name}": digest for k in (0, 1) for name, digest in outputs(workdir / f"{RUNS}/seed{k}").items()}
+
+
+def summaries(workdir: Path) -> dict[str, str]:
+    """Every summary's SHA-256, and every probes.json without its timing block."""
+    found = {str(p.relative_to(workdir)): fileio.sha256_file(p) for p in sorted(workdir.glob("data/summary/*.json"))}
+    found.update({str(p.relative_to(workdir)): json.dumps(strip_timing(fileio.load_json(p)), sort_keys=True)
+                  for p in sorted(workdir.glob("data/probes/**/*.json"))})
+    return found
+
+
+def kill_job_when(proc: subprocess.Popen, workdir: Path, state: Path, tasks_done: int, timeout: float = 300) -> None:
+    """SIGKILL the training script Snakemake runs in ``workdir`` as soon as ``state`` records
+    ``tasks_done`` tasks, then wait for Snakemake to fail the job (it removes the job's outputs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it could be killed"
+        try:
+            if state.is_file() and len(torch.load(state, weights_only=True).get("R") or []) >= tasks_done:
+                break
+        except Exception:  # noqa: BLE001 -- replaced between is_file() and load(): look again
+            pass
+        time.sleep(0.02)
+    else:
+        raise AssertionError(f"no resume state with {tasks_done} tasks in {timeout} s")
+    subprocess.run(["pkill", "-KILL", "-f", f"{workdir}/.snakemake/scripts/.*train.py"], check=True)
+    assert proc.wait(timeout=120) != 0
+
+
+@pytest.mark.slow
+def test_a_killed_training_job_is_scheduled_again_and_resumes_to_identical_outputs(tmp_path):
+    workdir = tmp_path / "work"
+    write_config(workdir, KILL_CONFIG)
+    snakemake(workdir, "--cores", "1", check=True)
+    before_runs, before_summaries = run_outputs(workdir), summaries(workdir)
+
+    # force the job; kill its process once seed 1 has finished task 1 (seed 0 finished before it)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "1",
+           "--forcerun", "train"]
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        kill_job_when(proc, workdir, workdir / f"{RUNS}/seed1.resume.pt", tasks_done=2)
+    assert not (workdir / f"{RUNS}/seed0/metrics.json").exists()  # Snakemake removed the failed job's outputs
+    assert (workdir / f"{RUNS}/seed0.resume.pt").is_file() and (workdir / f"{RUNS}/seed1.resume.pt").is_file()
+
+    dry = snakemake(workdir, "-n", check=True)
+    assert scheduled(dry.stdout)["train"] == 1, dry.stdout  # the killed job is not taken as done
+
+    rerun = snakemake(workdir, "--cores", "1", check=True)
+    job_log = (workdir / "logs/train/class_incremental/sgd.log").read_text()
+    assert "seed0: finished earlier, restored" in job_log, job_log
+    assert "seed1: resumed from" in job_log and "after task 1 of 5" in job_log, job_log
+    assert run_outputs(workdir) == before_runs
+    assert summaries(workdir) == before_summaries
+    assert not list(workdir.glob(f"{RUNS}/*.resume.pt"))
+    assert "Nothing to be done" in snakemake(workdir, "-n", check=True).stdout, rerun.stdout
