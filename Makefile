@@ -12,10 +12,14 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"optbias needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}; set PYTHON=python3.11"'
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the dependency list changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The exact versions of requirements.lock (pip-compile; its header says why and how to regenerate it),
+# then the project itself, editable and without dependencies; pip check stops if the lock misses a dependency.
+# Reinstall when the lock or pyproject.toml changes.
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -qq --upgrade pip
-	$(BIN)/python -m pip install -qq -e .
+	$(BIN)/python -m pip install -qq -r requirements.lock
+	$(BIN)/python -m pip install -qq --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 reproduce: $(VENV)/.installed

@@ -199,6 +199,26 @@ def test_run_audit_writes_the_table_and_fails_on_a_missing_output(tmp_path):
         run()  # a clear error, not a verdict
 
 
+
+def test_the_audit_names_the_lock_and_its_sha256(tmp_path):
+    (tmp_path / "data/summary").mkdir(parents=True)
+    doc = permuted_summary({"sgd": [0.9, 0.8], "adamw": [0.9, 0.9], "shampoo": [0.2, 0.3]})
+    (tmp_path / "data/summary/permuted.json").write_text(json.dumps(doc))
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump({"claims": [real_claim("C3a")]}))
+    lock = tmp_path / "elsewhere" / "requirements.lock"
+    lock.parent.mkdir()
+    lock.write_bytes(b"abc")  # SHA-256 of "abc", from FIPS 180-2's examples
+    digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert C.lock_record(lock) == {"file": "requirements.lock", "sha256": digest}
+    C.run_audit(tmp_path / "claims.yaml", RULES, tmp_path / "audit.md", tmp_path / "audit.json", tmp_path,
+                lock=lock)
+    assert json.loads((tmp_path / "audit.json").read_text())["environment"] == C.lock_record(lock)
+    md = (tmp_path / "audit.md").read_text()
+    assert f"`requirements.lock` (SHA-256 `{digest}`)" in md and str(tmp_path) not in md
+    # Without a lock (as before), no such line.
+    C.run_audit(tmp_path / "claims.yaml", RULES, tmp_path / "audit.md", tmp_path / "audit.json", tmp_path)
+    assert "SHA-256" not in (tmp_path / "audit.md").read_text()
+
 # --- the claims files and the paper agree -----------------------------------------------------------
 
 def test_every_claim_of_the_paper_is_defined_and_every_claim_is_cited():

@@ -10,6 +10,7 @@ rule audit:
     input:
         unpack(audit_inputs),
         code=code("paper/claims.py", "stats.py"),
+        lock=repo_path("requirements.lock"),  # the audit page shows its SHA-256
     output:
         md="paper/audit.md",
         json="data/audit.json",

@@ -16,6 +16,7 @@ exist, or at a value its output does not hold, does (``ClaimError``).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -352,13 +353,24 @@ def audit(claims: Sequence[dict], rule_outputs: Mapping[str, Sequence[str]], roo
     return {"claims": rows, "counts": counts}
 
 
+def lock_record(lock_path: str | Path) -> dict:
+    """The environment's lock file as the audit records it: its file name (not this machine's path
+    to it) and the SHA-256 of its bytes."""
+    path = Path(lock_path)
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def run_audit(claims_path: str | Path, rule_outputs: Mapping[str, Sequence[str]], output_md: str | Path,
-              output_json: str | Path, root: str | Path = ".", output_verdicts: str | Path | None = None) -> dict:
+              output_json: str | Path, root: str | Path = ".", output_verdicts: str | Path | None = None,
+              lock: str | Path | None = None) -> dict:
     """``audit`` of the claims file, written as ``data/audit.json`` and ``paper/audit.md`` (atomically),
     and with ``output_verdicts`` as ``{claim id: verdict}`` (``paper/verdicts.json``, committed: what
-    ``optbias compare`` checks a new run against). Prints the verdict counts. Raises ``ClaimError``
+    ``optbias compare`` checks a new run against). With ``lock`` (``requirements.lock``), the result
+    and the page also name the lock and its SHA-256. Prints the verdict counts. Raises ``ClaimError``
     as ``audit`` does."""
     result = audit(load_claims(claims_path), rule_outputs, root)
+    if lock is not None:
+        result["environment"] = lock_record(lock)
     atomic_write_json(output_json, result)
     if output_verdicts is not None:
         atomic_write_json(output_verdicts, {row["id"]: row["verdict"] for row in result["claims"]})
@@ -396,6 +408,12 @@ def audit_markdown(result: dict) -> str:
         f"**{c[SUPPORTED]} supported, {c[NOT_SUPPORTED]} not supported, {c[INCONCLUSIVE]} inconclusive** "
         f"(of {len(result['claims'])}).",
         "",
+    ]
+    if "environment" in result:
+        env = result["environment"]
+        lines += [f"Software: `{env['file']}` (SHA-256 `{env['sha256']}`), the exact versions that `make reproduce` "
+                  "installs; each run's `metrics.json` records the torch version it ran with.", ""]
+    lines += [
         "| claim | statement | measured (mean [95% CI]) | test | verdict | rule | output | figure |",
         "|---|---|---|---|---|---|---|---|",
     ]
