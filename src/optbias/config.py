@@ -4,8 +4,9 @@ All of a config's defaults and checks live in two places. The schema
 (workflow/schemas/config.schema.yaml) holds the structure, every key's type, default and
 description; this module holds what only the library knows: datasets, benchmarks, optimizer types
 and their hyperparameters, and the references between config blocks (ablation base, swept
-optimizers, Powerprop methods). Both run when the Snakefile is parsed, so a bad config stops
-before any job starts, and neither imports torch, so parsing stays fast.
+optimizers, Powerprop methods). Both run when the Snakefile is parsed (``validate``), so a bad
+config stops before any job starts with a message that starts with the key to fix, and neither
+imports torch, so parsing stays fast.
 
 This module sits on top of the library: it imports the registries of the stages, and nothing in
 the library imports it.
@@ -13,14 +14,161 @@ the library imports it.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
-from . import data, optim
+from . import data, fileio, optim
 from .continual import benchmarks
 
 
 class ConfigError(ValueError):
-    """The config names something the library does not know; the message lists the valid names."""
+    """The config is malformed or names something the library does not know; the message names the key."""
+
+
+def validate(config: dict, schema_path: str | Path) -> None:
+    """Everything the Snakefile checks before it builds the DAG, in order; raises ``ConfigError``.
+
+    1. every key is text (YAML reads ``no``, ``on``, ``1e-3``-like numbers and ``null`` as other
+       types, and the schema's name patterns only look at text);
+    2. the JSON schema at ``schema_path``: every problem, one line each, starting with its key
+       (``optimizers.adam.lr: ...``), with a hint where a fix is known (a number YAML read as text);
+       the schema's defaults are filled into ``config`` on the way, as ``snakemake.utils.validate`` does;
+    3. every number finite (YAML reads ``.inf`` and ``.nan``; no output could hold them);
+    4. ``check``: the names only the library knows and the references between blocks.
+    """
+    problems = non_text_keys(config) or schema_problems(config, load_schema(str(schema_path)))
+    problems = problems or [f"{key}: {value} is not a finite number" for key, value in fileio.non_finite_fields(config)]
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"the config has {len(problems)} problems:\n  " + "\n  ".join(problems))
+    check(config)
+
+
+@functools.lru_cache(maxsize=4)
+def load_schema(path: str) -> dict:
+    """The parsed schema file (YAML); cached, so never modify the result."""
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def schema_problems(config: dict, schema: dict) -> list[str]:
+    """One line per schema violation of ``config``, each starting with the key path; [] when valid.
+
+    Fills the schema's defaults into ``config`` (a copy of each, the schema stays as it is).
+    """
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(schema)
+    properties = base.VALIDATORS["properties"]
+
+    def with_defaults(validator, props, instance, subschema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from properties(validator, props, instance, subschema)
+
+    validator = jsonschema.validators.extend(base, {"properties": with_defaults})(schema)
+    errors = sorted(validator.iter_errors(config),
+                    key=lambda e: [f"{p:09d}" if isinstance(p, int) else str(p) for p in e.absolute_path])
+    return list(dict.fromkeys(line for error in errors for line in _describe(error)))
+
+
+def non_text_keys(value: Any, path: tuple = ()) -> list[str]:
+    """One line per mapping key in ``value`` (nested) that is not text, e.g. ``optimizers: {no: ...}``,
+    which YAML reads as the key ``False``. [] when every key is text."""
+    if isinstance(value, list):
+        return [line for i, item in enumerate(value) for line in non_text_keys(item, (*path, i))]
+    if not isinstance(value, dict):
+        return []
+    lines = [f"{key_path(path)}: the key {key!r} is {_type_name(key)}, not text: YAML reads the keys yes, no, on, "
+             "off, true, false, null and numbers as such, so quote the key in the config file"
+             for key in value if not isinstance(key, str)]
+    return lines + [line for key, item in value.items() if isinstance(key, str)
+                    for line in non_text_keys(item, (*path, key))]
+
+
+def key_path(parts: Iterable[Any]) -> str:
+    """``["optimizers", "adam", "lr"]`` -> ``optimizers.adam.lr``; list positions in brackets: ``seeds[1]``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(the config)"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _describe(error) -> list[str]:
+    """The lines of one jsonschema error: key path first, then what is wrong and, if known, the fix."""
+    parts = list(error.absolute_path)
+    where, kind, instance = key_path(parts), error.validator, error.instance
+    if kind == "required" and isinstance(instance, dict):
+        return [f"{key_path([*parts, k])}: missing (required)" for k in error.validator_value if k not in instance]
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        known = list(error.schema.get("properties", {}))
+        extra = [k for k in instance if k not in known]
+        return [f"{key_path([*parts, k])}: unknown key; known keys here: {', '.join(known) or 'none'}"
+                for k in extra]
+    if "propertyNames" in error.schema_path:  # the name itself fails (jsonschema reports the inner keyword)
+        return [f"{where}: the name {_short(instance)} is not allowed: names become parts of output paths, so use "
+                f"letters, digits, '.' and '-' only (no '/', no space), starting with a letter or digit"]
+    if kind == "type" and instance is None:
+        return [f"{where}: no value (YAML null), expected {_expected(error.validator_value)}"]
+    if kind == "type":
+        return [f"{where}: {_short(instance)} is {_type_name(instance)}, not {_expected(error.validator_value)}"
+                f"{_number_hint(instance, error.validator_value)}"]
+    if kind == "oneOf" and all(set(s) == {"required"} for s in error.validator_value):
+        names = [n for s in error.validator_value for n in s["required"]]
+        return [f"{where}: give exactly one of {', '.join(names)}"]
+    if kind in ("oneOf", "anyOf") and error.context:
+        import jsonschema
+
+        return _describe(jsonschema.exceptions.best_match(error.context))
+    message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    return [f"{where}: {message}"]
+
+
+def _type_name(value: Any) -> str:
+    names = {str: "text", bool: "a boolean", int: "an integer", float: "a number", list: "a list", type(None): "null"}
+    return "a mapping" if isinstance(value, dict) else names.get(type(value), f"a {type(value).__name__}")
+
+
+def _expected(types: str | list[str]) -> str:
+    names = {"string": "text", "number": "a number", "integer": "an integer", "object": "a mapping",
+             "array": "a list", "boolean": "true or false", "null": "null"}
+    return " or ".join(names.get(t, t) for t in ([types] if isinstance(types, str) else types))
+
+
+def _number_hint(value: Any, types: str | list[str]) -> str:
+    """For a number the YAML reader kept as text (``1e-3``), how to write it so it reads as a number."""
+    wanted = {types} if isinstance(types, str) else set(types)
+    if not isinstance(value, str) or not wanted & {"number", "integer"}:
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    if "number" not in wanted and number.is_integer():
+        quoted = " without quotes" if value.strip() == str(int(number)) else ""
+        return f": write {int(number)}{quoted}"
+    m = re.fullmatch(r"([+-]?)(\d*)(?:\.(\d*))?[eE]([+-]?)(\d+)", value.strip())
+    if m:
+        sign, whole, frac, exp_sign, exp = m.groups()
+        fixed = f"{sign}{whole or 0}.{frac or 0}e{exp_sign or '+'}{exp}"
+        return (f": write {fixed} (YAML reads a number as text unless its mantissa has a '.' and its "
+                "exponent a sign)")
+    return f": write {value.strip()} without quotes"
 
 
 def optimizer_entries(config: dict) -> dict[str, dict]:

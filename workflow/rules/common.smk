@@ -32,8 +32,7 @@ envvars:
 
 # Structure and defaults first (names the bad key), then the names only the library knows (lists
 # the valid ones). Every default lives in the schema; the rules below read config keys directly.
-validate(config, schema="../schemas/config.schema.yaml")
-_config.check(config)
+_config.validate(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 
 # Job scripts run with the Python that runs snakemake (e.g. .venv), even when that environment is
 # not activated; under --use-conda, the rule's conda env instead.

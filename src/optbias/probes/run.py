@@ -33,7 +33,7 @@ from .. import data, fileio
 from ..continual import benchmarks
 from ..continual.tasks import Task
 from ..continual.types import RunMetrics
-from ..fileio import checkpoint_path
+from ..fileio import checkpoint_output, checkpoint_path, load_checkpoint, rebuild_command
 from ..models import MLP
 from . import measures
 
@@ -90,11 +90,13 @@ def probe_set(tasks: Sequence[Task], per_class: int, seed: int) -> tuple[torch.T
 
 
 def load_model(path: str | Path, model_cfg: dict) -> MLP:
-    """The MLP of a checkpoint (``state_dict`` only, loaded with ``weights_only=True``).
+    """The MLP of a checkpoint (``state_dict`` only, read by ``fileio.load_checkpoint``).
 
-    Raises ``ValueError`` when the checkpoint does not match ``model_cfg["hidden"]``.
+    Raises ``fileio.CheckpointError`` (a ``ValueError``) naming the file and the command that
+    rebuilds it when the file is missing, truncated or corrupted, and ``ValueError`` when the
+    checkpoint does not match ``model_cfg["hidden"]``.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     hidden = model_cfg["hidden"]
     model = MLP(state["hidden_layers.0.weight"].shape[1], hidden, state["head.weight"].shape[0])
     try:
@@ -164,7 +166,8 @@ def probe_run(metrics: RunMetrics, dataset_path: str | Path, checkpoint_dir: str
     paths = [checkpoint_path(checkpoint_dir, i) for i in range(n_tasks)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise ValueError(f"missing checkpoints {missing}: rerun the training job of this run")
+        raise ValueError(f"missing checkpoints {missing}: rerun the training job of this run with "
+                         f"`{rebuild_command(checkpoint_output(paths[0]))}`")
 
     x_probe, y_probe = probe_set(tasks, int(cfg["probe_set_per_class"]), int(cfg["probe_set_seed"]))
     delta = float(cfg["srank_delta"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..continual.types import RunMetrics
-from ..fileio import checkpoint_path
+from ..fileio import checkpoint_path, load_checkpoint
 from ..models import init_model
 from ..stats import seed_stat
 
@@ -51,7 +51,9 @@ def weight_distances(runs: Sequence[RunMetrics], checkpoint_dirs: Sequence[str |
     """Per benchmark: every pair of optimizers (in ``order``) and every optimizer against w_0, per seed.
 
     ``runs`` are the runs' metrics.json contents, ``checkpoint_dirs`` their checkpoint directories
-    (same order). A pair is compared on the seeds both optimizers finished.
+    (same order). A pair is compared on the seeds both optimizers finished. Raises
+    ``fileio.CheckpointError`` naming the file and the command that rebuilds it when a final
+    checkpoint is missing, truncated or corrupted.
     """
     if len(runs) != len(checkpoint_dirs):
         raise ValueError(f"weight distance: {len(runs)} runs but {len(checkpoint_dirs)} checkpoint directories")
@@ -62,7 +64,7 @@ def weight_distances(runs: Sequence[RunMetrics], checkpoint_dirs: Sequence[str |
             continue
         seed = int(run["seed"])
         models.setdefault(seed, run["spec"]["model"])
-        weights = torch.load(final_checkpoint(run, ckpt), map_location="cpu", weights_only=True)
+        weights = load_checkpoint(final_checkpoint(run, ckpt))
         finals.setdefault(run["benchmark"], {}).setdefault(run["optimizer"], {})[seed] = weights
     inits = {seed: init_model(seed, cfg).state_dict() for seed, cfg in models.items()}
 
