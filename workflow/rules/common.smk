@@ -14,7 +14,7 @@ import sys
 # set to None fails, and jsonschema then skips that one format checker.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from optbias import config as _config
 from optbias import data as _data
