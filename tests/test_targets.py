@@ -41,8 +41,12 @@ def leaf_rules(workdir: Path) -> set[str]:
     return set(names.values()) - feeds - {"all"}
 
 
-def test_deleting_any_output_schedules_exactly_its_producer_and_what_depends_on_it(full_run, tmp_path):
-    workdir = copy_run(full_run[0], tmp_path / "run")
+def test_deleting_any_output_schedules_exactly_its_producer_and_what_depends_on_it(full_run, tmp_path,
+                                                                                   tmp_path_factory):
+    # Next to the original: the code inputs are paths relative to the working directory, so a copy
+    # at another depth would see a changed set of inputs everywhere.
+    workdir = copy_run(full_run[0], tmp_path_factory.getbasetemp() / "deletion_run")
+    assert "Nothing to be done" in snakemake(workdir, "-n", check=True).stdout
     kinds, leaves = outputs_by_kind(workdir), leaf_rules(workdir)
     rules = {rule for rule, _ in kinds}
     assert {"fetch", "train", "train_ablation", "sweep_train", "budget_validation", "budget_train", "probe",
