@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -69,6 +70,10 @@ def machine() -> dict[str, str | int]:
 def make_deterministic(seed: int, threads: int, device: torch.device | None = None) -> None:
     """Seed, and pin the thread count (CPU results depend on it, so --cores must not change them).
 
+    Seeds torch's global RNG and numpy's legacy global one: the project draws from its own
+    generators, but a library optimizer may draw from either (pytorch_optimizer's Kron draws
+    ``np.random.random()`` every step to decide when to rebalance its factors).
+
     Deterministic algorithms are switched on for CUDA only: the CPU kernels this project uses are
     deterministic for a fixed thread count, and the switch costs ~1.5 s of imports in every job.
     """
@@ -78,6 +83,7 @@ def make_deterministic(seed: int, threads: int, device: torch.device | None = No
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    np.random.seed(seed)
 
 
 @torch.no_grad()

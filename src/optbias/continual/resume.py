@@ -3,8 +3,9 @@
 After each task, ``train_run`` saves one file (atomically, ``fileio.atomic_torch_save``) holding
 
 * the run's spec, as canonical JSON: a state saved for another spec is never resumed;
-* the model's and the optimizer's state_dicts, the batch-order generator's state and torch's
-  global RNG state (CPU, and CUDA when the run is on a GPU);
+* the model's and the optimizer's state_dicts, the batch-order generator's state, torch's global
+  RNG state (CPU, and CUDA when the run is on a GPU) and numpy's legacy global one (which a library
+  optimizer may draw from: pytorch_optimizer's Kron does);
 * the rows of R (and of R_val) so far, the loss curve, the loss log's open window, the step count,
   the wall time spent so far, and the checkpoint of every finished task;
 * once the run has finished, its metrics.json text as well (``result``): a rerun of the job
@@ -15,8 +16,8 @@ Where: next to the run's directory, ``<run dir>.resume.pt`` (``data/runs/permute
 removal of a failed job's outputs leaves it in place; ``optbias.continual.train.train_runs``
 deletes it once every run of the job is complete.
 
-Why it is exact: training draws randomness only from the batch-order generator (and torch's
-global RNG, saved too), and every number that goes on is restored bit for bit. So a resumed run's
+Why it is exact: training draws randomness only from the batch-order generator (and torch's and
+numpy's global RNGs, saved too), and every number that goes on is restored bit for bit. So a resumed run's
 metrics.json and checkpoints equal an uninterrupted run's byte for byte on the same machine and
 thread count, timing aside (tests/test_resume.py).
 """
@@ -27,6 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import fileio
@@ -72,16 +74,22 @@ def load(path: str | Path, spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
-    """torch's global RNG states: the CPU's, and the device's when it is a GPU."""
-    states = {"cpu": torch.get_rng_state()}
+    """The global RNG states: torch's on the CPU, and on the device when it is a GPU; numpy's legacy
+    one (MT19937) as tensors, so that ``torch.load(weights_only=True)`` reads it back."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    states = {"cpu": torch.get_rng_state(), "numpy_key": torch.from_numpy(key.astype(np.int64)),
+              "numpy_rest": torch.tensor([pos, has_gauss, gauss], dtype=torch.float64)}
     if device.type == "cuda":
         states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
 def set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
-    """Restore what ``rng_states`` returned."""
+    """Restore what ``rng_states`` returned (numpy's too, when the state holds it)."""
     torch.set_rng_state(states["cpu"])
+    if "numpy_key" in states:
+        pos, has_gauss, gauss = states["numpy_rest"].tolist()
+        np.random.set_state(("MT19937", states["numpy_key"].numpy().astype(np.uint32), int(pos), int(has_gauss), gauss))
     if "cuda" in states and device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"], device)
 
