@@ -207,7 +207,8 @@ def test_corrupted_data_fails_its_checksum(finished_run, tmp_path):
     "mutate, message",
     [
         (lambda c: c["optimizers"].update(lion={"type": "lion", "lr": 1e-4}),
-         "unknown optimizer type 'lion'; known types: adam, adamw, powerprop_adam, powerprop_sgd, sgd, shampoo"),
+         "unknown optimizer type 'lion'; known types: adagrad, adam, adamw, muon, powerprop_adam, powerprop_sgd, "
+         "psgd_kron, sgd, shampoo, soap; or an installed optimizer class by its import path, e.g. torch.optim.NAdam"),
         (lambda c: c["optimizers"].update(bad={"type": "adam", "lr": 1e-3, "momentum": 0.9}),
          "optimizers.bad: adam does not take momentum"),
         (lambda c: c["benchmarks"].update(split_cifar={"epochs_per_task": 1}),
