@@ -21,7 +21,6 @@ SOAP and PSGD-Kron are pytorch_optimizer's (already a dependency); its Kron need
 (requirements.lock), without which torch.einsum builds a 161 GB intermediate.
 """
 
-import importlib.util
 import math
 
 import pytest
@@ -39,9 +38,7 @@ GRIDS = {"adagrad": [1e-3, 3e-3, 1e-2, 3e-2, 0.1],
          "muon": [3e-3, 1e-2, 3e-2, 0.1, 0.3],
          "soap": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
          "psgd_kron": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]}
-NEEDS_OPT_EINSUM = pytest.mark.skipif(importlib.util.find_spec("opt_einsum") is None,
-                                      reason="psgd_kron needs opt_einsum (requirements.lock)")
-NAMES = [pytest.param(n, marks=NEEDS_OPT_EINSUM) if n == "psgd_kron" else n for n in CHOSEN]
+NAMES = list(CHOSEN)  # psgd_kron needs opt_einsum: requirements.lock installs it (no skip)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ optimizer family, fast), and a real SIGKILL of a Snakemake training job (the seq
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -75,8 +74,7 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
     ({"type": "muon", "lr": 0.01}, False),  # a composite: Muon and AdamW share one state_dict
     ({"type": "soap", "lr": 3e-3, "precondition_frequency": 3}, False),
     # Kron also draws from numpy's global RNG (when to rebalance its factors), restored by resume too
-    pytest.param({"type": "psgd_kron", "lr": 1e-3, "balance_prob": 0.5}, False, marks=pytest.mark.skipif(
-        importlib.util.find_spec("opt_einsum") is None, reason="psgd_kron needs opt_einsum (requirements.lock)")),
+    ({"type": "psgd_kron", "lr": 1e-3, "balance_prob": 0.5}, False),  # needs opt_einsum: in requirements.lock
 ])
 def test_a_run_interrupted_mid_task_resumes_to_identical_outputs(dataset, tmp_path, monkeypatch, optimizer_cfg, reset):
     s = spec(optimizer_cfg, reset=reset)
