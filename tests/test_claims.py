@@ -230,7 +230,10 @@ def test_every_claim_of_the_paper_is_defined_and_every_claim_is_cited():
 def test_pending_claims_are_well_formed_and_not_audited():
     pending = C.load_claims(PAPER / "claims_pending.yaml")
     audited = {c["id"] for c in C.load_claims(PAPER / "claims.yaml")}
-    assert {c["id"] for c in pending} == set()  # C4, C5 (as C5a, C5b), C7, C8a, C8b, C9c, C9d moved to claims.yaml
+    # C4, C5 (as C5a, C5b), C7, C8a, C8b, C9c, C9d moved to claims.yaml; issue 15's wait for their runs.
+    # Their thresholds as declared (commit of 2026-11-30), before any forgetting run of these optimizers:
+    assert {c["id"]: (c["test"]["op"], c["test"]["threshold"]) for c in pending} == {
+        "E1": ("<", 0.0), "E2": ("<", 0.0), "E3a": ("<", 0.0), "E3b": ("<", 0.0), "E4": (">", 0.0)}
     assert not audited & {c["id"] for c in pending}
 
 
