@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: reproduce test paper fashion lint clean-outputs pull dvc-repro compare bench
+.PHONY: reproduce test paper fashion extended lint clean-outputs pull dvc-repro compare bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"optbias needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}; set PYTHON=python3.11"'
@@ -33,6 +33,11 @@ paper: $(VENV)/.installed
 # the fetch job stops with the apt-get command to run.
 fashion: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/fashion.yaml
+
+# Beyond the paper: Muon, SOAP and PSGD-Kron join the comparison (config/extended.yaml, README "Adding
+# an optimizer"). Same output paths as the default: run it in its own clone.
+extended: $(VENV)/.installed
+	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/extended.yaml
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""The larger configs (config/paper.yaml, config/fashion.yaml): schema and DAG in a dry run, and the
+"""The larger configs (config/paper.yaml, fashion.yaml, extended.yaml): schema and DAG in a dry run, and the
 fashion-mnist data path end to end on IDX files this test writes (the full run is `make fashion`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from conftest import REPO, TINY_CONFIG, scheduled, snakemake, write_config
 from test_data import write_idx
 
 
-@pytest.mark.parametrize("name", ["paper", "fashion"])
+@pytest.mark.parametrize("name", ["paper", "fashion", "extended"])
 def test_larger_config_builds_its_dag_without_data(tmp_path, name):
     """`snakemake -n --configfile config/<name>.yaml` validates the merged config and lists every
     training job, without downloading or reading any data."""
@@ -23,7 +23,8 @@ def test_larger_config_builds_its_dag_without_data(tmp_path, name):
     proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(tmp_path / "config" / f"{name}.yaml"),
                      check=True, timeout=300)
     jobs = scheduled(proc.stdout + proc.stderr)
-    assert jobs["train"] == 10 and jobs["sweep_train"] > 0 and jobs["budget_validation"] > 0, jobs
+    headline = 8 if name == "extended" else 5  # extended: Muon, SOAP and PSGD-Kron join the default's five
+    assert jobs["train"] == 2 * headline and jobs["sweep_train"] > 0 and jobs["budget_validation"] > 0, jobs
     assert jobs["fetch"] == 1 and jobs["audit"] == 1
     assert not (tmp_path / "data").exists()  # a dry run fetches nothing
     if name == "fashion":
