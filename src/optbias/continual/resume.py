@@ -2,7 +2,8 @@
 
 After each task, ``train_run`` saves one file (atomically, ``fileio.atomic_torch_save``) holding
 
-* the run's spec, as canonical JSON: a state saved for another spec is never resumed;
+* the key it was saved under (``run_key``): the spec, the dataset's and the library's SHA-256,
+  torch's version and the device; a state saved under another key is never resumed;
 * the model's and the optimizer's state_dicts, the batch-order generator's state, torch's global
   RNG state (CPU, and CUDA when the run is on a GPU) and numpy's legacy global one (which a library
   optimizer may draw from: pytorch_optimizer's Kron does);
@@ -24,6 +25,7 @@ thread count, timing aside (tests/test_resume.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,26 @@ def state_path(metrics_path: str | Path) -> Path:
     return run_dir.with_name(run_dir.name + ".resume.pt")
 
 
-def spec_key(spec: dict[str, Any]) -> str:
-    """The spec as canonical JSON (keys sorted): two specs are the same run exactly when these agree."""
-    return json.dumps(spec, sort_keys=True)
+FORMAT = 1  # the layout of a state file; a state of another format is not used
+
+
+def run_key(spec: dict[str, Any], dataset_path: str | Path, device: torch.device) -> dict[str, Any]:
+    """What a state must have been saved under to be resumed: the spec (canonical JSON), the
+    dataset's SHA-256 (the spec does not say which split of which data), the SHA-256 of the library's
+    source (training does not rerun when code changes, so `--forcerun train` after a fix must not
+    restore the old results), the torch version, the device and the state format."""
+    return {"format": FORMAT, "spec": json.dumps(spec, sort_keys=True),
+            "dataset_sha256": fileio.sha256_file(dataset_path), "code_sha256": source_sha256(),
+            "torch": str(torch.__version__), "device": str(device)}
+
+
+def source_sha256() -> str:
+    """SHA-256 over every .py file of the optbias package (relative path and bytes, in sorted order)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
@@ -50,12 +69,12 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
     fileio.atomic_torch_save(state, path)
 
 
-def load(path: str | Path, spec: dict[str, Any]) -> dict[str, Any] | None:
-    """The resume state at ``path`` for ``spec``, or None when there is none to use.
+def load(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The resume state at ``path`` saved under ``key`` (``run_key``), or None when there is none to use.
 
-    A state written for another spec (the config changed since), or one that cannot be read (a
-    file from another torch version, say), is not used: the run starts from task 0, and a line
-    says why. Loaded with ``weights_only=True``.
+    A state saved under another key (the config, the data, the code, torch or the device changed
+    since), or one that cannot be read, is not used: the run starts from task 0, and a line says
+    why. Loaded with ``weights_only=True``.
     """
     path = Path(path)
     if not path.is_file():
@@ -66,9 +85,11 @@ def load(path: str | Path, spec: dict[str, Any]) -> dict[str, Any] | None:
         print(f"resume: ignoring {path}, which cannot be read ({type(err).__name__}: {err}); starting from task 0",
               flush=True)
         return None
-    if state.get("spec") != spec_key(spec):
-        print(f"resume: ignoring {path}, which was saved for another spec (the config changed); starting from task 0",
-              flush=True)
+    saved = state.get("key") if isinstance(state, dict) else None
+    if saved != key:
+        changed = [k for k in key if not isinstance(saved, dict) or saved.get(k) != key[k]]
+        print(f"resume: ignoring {path}, which was saved for another {', '.join(changed)} "
+              "(spec: the config changed); starting from task 0", flush=True)
         return None
     return state
 
@@ -99,17 +120,33 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -
 
     ``Optimizer.load_state_dict`` casts floating-point state to its parameter's dtype; statistics
     kept in another precision (float64, say) would lose bits. So the state is loaded, then every
-    tensor is put back exactly as saved, on the parameter's device.
+    tensor, also inside lists and dicts (SOAP's and Kron's factors), is put back exactly as saved,
+    on the parameter's device. ``step`` stays as ``load_state_dict`` leaves it (on the CPU).
     """
     optimizer.load_state_dict(saved)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for index, entries in saved["state"].items():
         param = params[int(index)]
         for key, value in entries.items():
-            if isinstance(value, torch.Tensor) and key != "step":
-                optimizer.state[param][key] = value.to(param.device).clone()
+            if key != "step":
+                optimizer.state[param][key] = _on(value, param.device)
+
+
+def _on(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (nested in lists, tuples, dicts) copied to ``device``, dtype kept."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device).clone()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _on(v, device) for k, v in value.items()}
+    return value
 
 
 def remove(path: str | Path) -> None:
-    """Delete a resume state (a run's job is complete); no error when there is none."""
-    Path(path).unlink(missing_ok=True)
+    """Delete a resume state (a run's job is complete), and any temporary file a kill during a save
+    left beside it (``fileio.atomic_write_bytes``'s ``.<name>.*.tmp``); no error when there is none."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)

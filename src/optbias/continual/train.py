@@ -56,11 +56,12 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
     seed = int(spec["seed"])
     where = f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}"
     optim.check(spec["optimizer"], spec["optimizer_cfg"])  # fail before loading anything heavy
-    saved = resume.load(resume_path, spec) if resume_path is not None else None
+    device = pick_device(train_cfg["device"])
+    key = resume.run_key(spec, dataset_path, device) if resume_path is not None else None
+    saved = resume.load(resume_path, key) if resume_path is not None else None
     if saved is not None and saved.get("result") is not None:  # finished before the job was stopped
         print(f"{where}: finished earlier, restored from {resume_path} (not trained again)", flush=True)
         return _write_outputs(json.loads(saved["result"]), saved["checkpoints"], metrics_path, checkpoint_dir)
-    device = pick_device(train_cfg["device"])
     make_deterministic(seed, int(train_cfg["threads"]), device)
     started = time.perf_counter()
 
@@ -102,7 +103,7 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
                                               saved["spent_s"])
         for i, state_dict in enumerate(checkpoints if ckpt_dir is not None else []):  # a failed job's were removed
             fileio.atomic_torch_save(state_dict, fileio.checkpoint_path(ckpt_dir, i))
-        print(f"{where}: resumed from {resume_path} after task {len(R) - 1} of {len(tasks)}", flush=True)
+        print(f"{where}: resumed from {resume_path} after {len(R)} of {len(tasks)} tasks", flush=True)
     status, error = "ok", None
     total = sum(epochs * math.ceil(len(t.y_train) / batch_size) for t in tasks)
     bar = tqdm(total=total, initial=step, disable=not progress, mininterval=2.0, desc=where)
@@ -126,12 +127,12 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
             R.append([accuracy(model, t.x_test, t.y_test) for t in tasks])
             R_val.extend([[accuracy(model, t.x_test, t.y_test) for t in val_tasks]] if val_tasks else [])
             bar.set_postfix(task=i, acc_current=f"{R[-1][i]:.3f}", acc_first=f"{R[-1][0]:.3f}")
-            checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-            if ckpt_dir is not None:
+            if ckpt_dir is not None:  # kept for the resume state too: a failed job's checkpoints are removed
+                checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
                 fileio.atomic_torch_save(checkpoints[-1], fileio.checkpoint_path(ckpt_dir, i))
-            if resume_path is not None:
+            if resume_path is not None and i < len(tasks) - 1:  # after the last task, the final save below
                 resume.save(resume_path, {
-                    "spec": resume.spec_key(spec), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(), "rng": resume.rng_states(device),
                     "loss_curve": log.curve, "loss_window": torch.stack(log.window).cpu() if log.window else None,
                     "R": R, "R_val": R_val, "checkpoints": checkpoints, "step": step,
@@ -170,7 +171,7 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
         result["validation_score"] = (sum(R_val[i][i] for i in range(len(tasks))) / len(tasks)
                                       if status == "ok" else None)
     if resume_path is not None:  # a rerun of the job restores this run instead of training it again
-        resume.save(resume_path, {"spec": resume.spec_key(spec), "result": json.dumps(result), "checkpoints": checkpoints})
+        resume.save(resume_path, {"key": key, "result": json.dumps(result), "checkpoints": checkpoints})
     return _write_outputs(result, checkpoints, metrics_path, None)
 
 
