@@ -12,6 +12,15 @@ from typing import Any
 import torch
 
 
+def evaluate_closure(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """The loss ``closure()`` returns, evaluated with gradients enabled (inside a ``no_grad`` step),
+    or None without a closure: what every ``step(closure)`` here does first."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class PerParameterOptimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose step updates each parameter on its own (``_update``).
 
@@ -23,10 +32,7 @@ class PerParameterOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from .base import evaluate_closure
+
 NS_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -80,10 +82,7 @@ class Float32Muon(torch.optim.Muon):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             momentum = group["momentum"]
             for p in group["params"]:
@@ -166,10 +165,7 @@ class MuonAdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         """One Muon step on the hidden weights and one AdamW step on the rest; returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for child in self._children:
             child.step()
         return loss
