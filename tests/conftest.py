@@ -100,19 +100,30 @@ def tiny_config() -> dict:
     return copy.deepcopy(TINY_CONFIG)
 
 
+# The headline optimizers of config/config.yaml (DEFAULT_OPTIMIZERS) and those config/extended.yaml
+# adds (EXTENDED_OPTIMIZERS), in legend order, at tiny-run learning rates.
+DEFAULT_OPTIMIZERS = {"sgd": {"type": "sgd", "lr": 0.05},
+                      "adamw": {"type": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-2},
+                      "adam-1e-3": {"type": "adam", "lr": 1.0e-3}, "adam-1e-4": {"type": "adam", "lr": 1.0e-4},
+                      "adagrad": {"type": "adagrad", "lr": 1.0e-2},
+                      "shampoo": {"type": "shampoo", "lr": 0.05}}
+EXTENDED_OPTIMIZERS = {"muon": {"type": "muon", "lr": 1.0e-2}, "soap": {"type": "soap", "lr": 3.0e-3},
+                       "psgd-kron": {"type": "psgd_kron", "lr": 1.0e-3}}
+
+
 def full_config() -> dict:
-    """TINY_CONFIG grown to every block of the default pipeline: all five optimizers, the sweep and
-    ablation entries the claims name, a Powerprop block and the paper. One run of it (``full_run``)
-    serves the end-to-end checks of the workflow, the audit and the paper."""
+    """TINY_CONFIG grown to every block of the extended pipeline (config/extended.yaml on top of the
+    default): the default's six optimizers and the extended run's three, the sweep and ablation entries
+    the claims name, a Powerprop block, and the extended run's paper block (both claims files, both
+    Markdown sources). One run of it (``full_run``) serves the end-to-end checks of the workflow, the
+    audit and the paper, for the default's claims and report and for the extended run's."""
     import copy
 
     config = copy.deepcopy(TINY_CONFIG)
-    config["optimizers"] = {"sgd": {"type": "sgd", "lr": 0.05},
-                            "adamw": {"type": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-2},
-                            "adam-1e-3": {"type": "adam", "lr": 1.0e-3}, "adam-1e-4": {"type": "adam", "lr": 1.0e-4},
-                            "shampoo": {"type": "shampoo", "lr": 0.05}}
-    config["sweep"]["lrs"] = {"sgd": [0.01, 0.1], "adamw": [1.0e-3], "shampoo": [0.05], "shampoo-nograft": [0.3],
-                              "shampoo-diag": [0.05]}
+    config["optimizers"] = {**copy.deepcopy(DEFAULT_OPTIMIZERS), **copy.deepcopy(EXTENDED_OPTIMIZERS)}
+    config["sweep"]["lrs"] = {"sgd": [0.01, 0.1], "adamw": [1.0e-3], "adagrad": [1.0e-2], "shampoo": [0.05],
+                              "shampoo-nograft": [0.3], "shampoo-diag": [0.05],
+                              **{name: [entry["lr"]] for name, entry in EXTENDED_OPTIMIZERS.items()}}
     config["ablation"]["variants"].update({"shampoo-ema": {"optimizer": {"statistics": "ema", "beta2": 0.999}},
                                            "shampoo-nograft": {"optimizer": {"grafting": "none", "lr": 0.3}}})
     pp = copy.deepcopy(TINY_PP)  # the Powerprop methods and equivalence cases the claims name
@@ -123,7 +134,7 @@ def full_config() -> dict:
                      **{f"ppsgd-a{a}": {"optimizer": {"type": "powerprop_sgd", "alpha": a}, "lrs": [1.0]} for a in (2, 3)}}
     pp["equivalence"]["alphas"] = [2, 3]
     config["powerprop"] = pp
-    config["paper"] = {"claims": "paper/claims.yaml", "source": "paper/paper.md", "variables": "paper/variables.yaml"}
+    config["paper"] = yaml.safe_load((REPO / "config" / "extended.yaml").read_text())["paper"]
     return config
 
 

@@ -229,12 +229,34 @@ def test_every_claim_of_the_paper_is_defined_and_every_claim_is_cited():
 
 def test_pending_claims_are_well_formed_and_not_audited():
     pending = C.load_claims(PAPER / "claims_pending.yaml")
-    audited = {c["id"] for c in C.load_claims(PAPER / "claims.yaml")}
-    # C4, C5 (as C5a, C5b), C7, C8a, C8b, C9c, C9d moved to claims.yaml; issue 15's wait for their runs.
-    # Their thresholds as declared (commit of 2026-11-30), before any forgetting run of these optimizers:
-    assert {c["id"]: (c["test"]["op"], c["test"]["threshold"]) for c in pending} == {
-        "E1": ("<", 0.0), "E2": ("<", 0.0), "E3a": ("<", 0.0), "E3b": ("<", 0.0), "E4": (">", 0.0)}
-    assert not audited & {c["id"] for c in pending}
+    audited = {c["id"] for c in C.load_claims_files([PAPER / "claims.yaml", PAPER / "claims_extended.yaml"])}
+    # C4, C5 (as C5a, C5b), C7, C8a, C8b, C9c, C9d, E1 and E2 moved to claims.yaml, and E3a, E3b, E4
+    # to claims_extended.yaml: nothing waits now.
+    assert pending == [] and not audited & {c["id"] for c in pending}
+
+
+def test_the_extended_claims_are_the_declared_ones():
+    """paper/claims_extended.yaml, audited by config/extended.yaml: E3a, E3b, E4 as declared in
+    claims_pending.yaml (commit of 2026-11-30, before any forgetting run of these optimizers), and
+    the protocol claims for them, declared before any run of the extended config."""
+    claims = C.load_claims(PAPER / "claims_extended.yaml")
+    assert {c["id"]: (c["test"].get("op"), c["test"].get("threshold", c["test"].get("value"))) for c in claims} == {
+        "ES1": (None, True), "ES2": (None, False), "ES3": (None, False), "EB3": (">", 0.95),
+        "E3a": ("<", 0.0), "E3b": ("<", 0.0), "E4": (">", 0.0)}
+    assert [(c["test"]["a"], c["test"]["b"]) for c in claims if c["id"].startswith(("E3", "E4"))] == [
+        ("soap", ["adamw"]), ("psgd-kron", ["adamw"]), ("muon", ["adamw"])]
+
+
+def test_several_claims_files_load_in_order_and_an_id_may_be_defined_once(tmp_path):
+    claim = (PAPER / "claims.yaml").read_text().split("claims:", 1)[1].split("\n  - id:")[1]
+    (tmp_path / "a.yaml").write_text("claims:\n  - id:" + claim)
+    (tmp_path / "b.yaml").write_text("claims:\n  - id:" + claim.replace(claim.split()[0], "Z1", 1))
+    assert [c["id"] for c in C.load_claims_files([tmp_path / "a.yaml", tmp_path / "b.yaml"])] == ["C1", "Z1"]
+    assert [c["id"] for c in C.load_claims_files(str(tmp_path / "a.yaml"))] == ["C1"]
+    with pytest.raises(C.ClaimError, match="a.yaml: claim C1 is already defined in .*a.yaml"):
+        C.load_claims_files([tmp_path / "a.yaml", tmp_path / "a.yaml"])
+    with pytest.raises(C.ClaimError, match="set paper.claims"):
+        C.load_claims_files([])
 
 
 def test_thresholds_are_the_declared_ones():
@@ -245,7 +267,11 @@ def test_thresholds_are_the_declared_ones():
                 "C4": 0.0, "C5a": 0.0, "C5b": 0.0, "C9c": 0.02, "C7": 1.5, "C8a": 0.1, "C8b": 0.02,
                 "C9d": 0.1,
                 # declared with the budget rule (issue 13), before any run at another budget
-                "B3": 0.95, "D1": 0.05, "D2": 0.0, "D3a": -0.02, "D3b": -0.02}
+                "B3": 0.95, "D1": 0.05, "D2": 0.0, "D3a": -0.02, "D3b": -0.02,
+                # declared in claims_pending.yaml (issue 15), before any continual run of Adagrad
+                "E1": 0.0, "E2": 0.0}
     claims = {c["id"]: c for c in C.load_claims(PAPER / "claims.yaml")}
     assert {k: claims[k]["test"]["threshold"] for k in declared} == declared
+    assert [(claims[k]["test"]["a"], claims[k]["test"]["b"], claims[k]["test"]["op"]) for k in ("E1", "E2")] == [
+        ("adagrad", ["adamw"], "<"), ("shampoo", ["adagrad"], "<")]
 

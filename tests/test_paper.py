@@ -46,7 +46,7 @@ def world(tmp_path_factory):
     """Every output the paper reads, fabricated, under a temporary root."""
     root = tmp_path_factory.mktemp("world")
     order = list(CONFIG["optimizers"])
-    keep = {"sgd": 0.0, "adamw": 0.0, "adam-1e-3": 0.01, "adam-1e-4": 0.02, "shampoo": 0.4}
+    keep = {"sgd": 0.0, "adamw": 0.0, "adam-1e-3": 0.01, "adam-1e-4": 0.02, "adagrad": 0.1, "shampoo": 0.4}
     variants = [CONFIG["ablation"]["base"], *CONFIG["ablation"]["variants"]]
     out = root / "data/summary"
     out.mkdir(parents=True)
@@ -141,6 +141,31 @@ def test_fabricated_verdicts_follow_the_fabricated_data(world):
     # (0.94 at 4) is met within 0.01 at 4 only. Every budget: Shampoo keeps 0.4 more, learns the same.
     assert verdicts["B2"] == C.SUPPORTED and verdicts["D1"] == C.SUPPORTED and verdicts["D2"] == C.SUPPORTED
     assert verdicts["D3a"] == C.SUPPORTED and verdicts["P1"] == C.SUPPORTED
+    # Adagrad keeps 0.1: less forgetting than AdamW (0), more than Shampoo (0.4).
+    assert verdicts["E1"] == C.SUPPORTED and verdicts["E2"] == C.SUPPORTED
+
+
+def test_a_list_of_sources_is_joined_in_order_and_an_empty_list_is_refused(tmp_path):
+    (tmp_path / "a.md").write_text("# A\n\nfirst\n\n\n")
+    (tmp_path / "b.md").write_text("## B\nsecond")
+    assert P.read_source(tmp_path / "a.md") == "# A\n\nfirst\n"
+    assert P.read_source([tmp_path / "a.md", str(tmp_path / "b.md")]) == "# A\n\nfirst\n\n## B\nsecond\n"
+    with pytest.raises(P.PaperError, match="set paper.source"):
+        P.read_source([])
+
+
+def test_the_extended_section_cites_exactly_the_extended_claims_and_names_defined_variables():
+    """paper/extended.md (appended by config/extended.yaml) against paper/claims_extended.yaml; the
+    default report cites exactly paper/claims.yaml (test_claims.py), so the joined pair cites both."""
+    text = (REPO / "paper/extended.md").read_text()
+    cited = set(re.findall(r"\[claim:([A-Za-z][A-Za-z0-9_-]*)\]", text))
+    assert cited == {c["id"] for c in C.load_claims(REPO / "paper/claims_extended.yaml")}
+    names = {m.strip() for m in re.findall(r"\{\{([^}|:]+)\}\}", text)}
+    variables = P.load_variables(REPO / "paper/variables.yaml")
+    assert {n for n in names if not n.endswith(".value")} <= set(variables), names
+    extended = yaml.safe_load((REPO / "config/extended.yaml").read_text())["paper"]
+    assert extended == {"claims": ["paper/claims.yaml", "paper/claims_extended.yaml"],
+                        "source": ["paper/paper.md", "paper/extended.md"], "variables": "paper/variables.yaml"}
 
 
 def test_an_unresolved_placeholder_or_an_unknown_claim_is_an_error(world):
@@ -150,7 +175,7 @@ def test_an_unresolved_placeholder_or_an_unknown_claim_is_an_error(world):
     cite_all = " ".join(f"[claim:{r['id']}]" for r in audit["claims"])
     with pytest.raises(P.PaperError, match=r"placeholder \{\{ no_such_number \}\}"):
         P.render(f"{{{{ no_such_number }}}} {cite_all}", {}, audit, audit_md, CONFIG, root)
-    with pytest.raises(P.PaperError, match="ZZ9 that paper/claims.yaml does not define"):
+    with pytest.raises(P.PaperError, match="ZZ9 that no claims file"):
         P.render(f"[claim:ZZ9] {cite_all}", {}, audit, audit_md, CONFIG, root)
     with pytest.raises(P.PaperError, match="never cited"):
         P.render("[claim:C1]", {}, audit, audit_md, CONFIG, root)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import FIGURE_RULES, REPO, copy_run, scheduled, snakemake, write_config
+from conftest import DEFAULT_OPTIMIZERS, EXTENDED_OPTIMIZERS, FIGURE_RULES, REPO, copy_run, scheduled, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ def finished_run(full_run):
 def test_pipeline_produces_sane_metrics(finished_run):
     workdir, _ = finished_run
     runs = sorted((workdir / "data" / "runs").glob("*/*/seed*/metrics.json"))
-    assert len(runs) == 2 * (5 * 2 + 4 * 1)  # benchmarks x (optimizers x seeds + ablation variants x seeds)
+    assert len(runs) == 2 * (9 * 2 + 4 * 1)  # benchmarks x (optimizers x seeds + ablation variants x seeds)
     for path in runs:
         m = json.loads(path.read_text())
         T = 5 if m["benchmark"] == "class_incremental" else 3
@@ -58,7 +58,7 @@ def test_figures_and_summaries_exist(finished_run):
         assert pdf.read_bytes()[:4] == b"%PDF" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 10_000
     summary = json.loads((workdir / "data/summary/class_incremental.json").read_text())
-    assert summary["order"] == ["sgd", "adamw", "adam-1e-3", "adam-1e-4", "shampoo"] and set(summary["optimizers"]) == set(summary["order"])
+    assert summary["order"] == [*DEFAULT_OPTIMIZERS, *EXTENDED_OPTIMIZERS] and set(summary["optimizers"]) == set(summary["order"])
     entry = summary["optimizers"]["sgd"]["average_accuracy"]
     assert entry["ci95"][0] <= entry["mean"] <= entry["ci95"][1] and len(entry["per_seed"]) == 2
 
@@ -66,7 +66,7 @@ def test_figures_and_summaries_exist(finished_run):
 def test_sweep_selects_by_validation_score_and_flags_the_config(finished_run):
     workdir, _ = finished_run
     selected = json.loads((workdir / "data/sweep/selected.json").read_text())
-    assert set(selected) == {"sgd", "adamw", "shampoo", "shampoo-nograft", "shampoo-diag"}
+    assert set(selected) == {"sgd", "adamw", "adagrad", "shampoo", "shampoo-nograft", "shampoo-diag", *EXTENDED_OPTIMIZERS}
     sgd = selected["sgd"]
     scores = {c["lr"]: c["score"] for c in sgd["candidates"]}
     assert set(scores) == {0.01, 0.1} and sgd["selected_lr"] == max(scores, key=scores.get)
@@ -92,7 +92,7 @@ def test_budget_rule_and_experiment_end_to_end(finished_run):
         first_met = next((c["epochs"] for c in entry["candidates"] if c["all_meet"]), 2)
         assert entry["selected_epochs"] == first_met and entry["config_matches"] == (first_met == 1)
         for c in entry["candidates"]:
-            assert set(c["optimizers"]) == {"sgd", "adamw", "adam-1e-3", "adam-1e-4", "shampoo"}
+            assert set(c["optimizers"]) == {*DEFAULT_OPTIMIZERS, *EXTENDED_OPTIMIZERS}
             assert all(set(o["per_seed"]) == {"1000", "1001"} for o in c["optimizers"].values())
         if "plateau_tolerance" in entry["criterion"]:  # every optimizer is on its own plateau at the largest budget
             assert entry["candidates"][-1]["all_meet"] and entry["level_reached"]

@@ -303,8 +303,14 @@ def repo_path(path):
     return path if os.path.isabs(path) else os.path.join(workflow.basedir, path)
 
 
+def paper_files(key):
+    """The paper block's ``claims`` or ``source``: one path or a list of paths, each resolved by repo_path."""
+    value = PAPER[key]
+    return [repo_path(p) for p in ([value] if isinstance(value, str) else value)]
+
+
 def paper_claims():
-    return _claims.load_claims(repo_path(PAPER["claims"]))
+    return _claims.load_claims_files(paper_files("claims"))
 
 
 def claimed_rule_outputs():
@@ -319,15 +325,15 @@ def audit_inputs(wildcards):
     """The claims file, every claim's evidence and every figure a claim cites."""
     claimed_rule_outputs()  # raises ClaimError naming the claim before any job runs
     claims = paper_claims()
-    return {"claims": repo_path(PAPER["claims"]),
+    return {"claims": paper_files("claims"),
             "evidence": sorted({c["output"] for c in claims}),
             "figures": sorted({c["figure"] for c in claims if c["figure"].startswith("figures/")})}
 
 
 def paper_inputs(wildcards):
-    source = repo_path(PAPER["source"])
+    source = paper_files("source")
     variables = repo_path(PAPER["variables"])
-    text = open(source).read()
+    text = _render.read_source(source)
     return {
         "source": source,
         "variables": variables,

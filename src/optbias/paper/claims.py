@@ -80,6 +80,24 @@ def load_claims(path: str | Path) -> list[dict]:
     return claims
 
 
+def load_claims_files(paths: str | Path | Sequence[str | Path]) -> list[dict]:
+    """``load_claims`` of one file or of several, in order (the default paper reads
+    ``paper/claims.yaml``; ``config/extended.yaml`` adds ``paper/claims_extended.yaml``). Raises
+    ``ClaimError`` as ``load_claims`` does, and on an id defined in two of the files."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ClaimError("no claims file given; set paper.claims to a file or a list of files")
+    claims, where = [], {}
+    for path in paths:
+        for claim in load_claims(path):
+            if claim["id"] in where:
+                raise ClaimError(f"{path}: claim {claim['id']} is already defined in {where[claim['id']]}; "
+                                 "give one of them another id")
+            where[claim["id"]] = path
+            claims.append(claim)
+    return claims
+
+
 def pattern_regex(pattern: str) -> re.Pattern:
     """A Snakemake output pattern as a regex over file names.
 
@@ -360,15 +378,15 @@ def lock_record(lock_path: str | Path) -> dict:
     return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def run_audit(claims_path: str | Path, rule_outputs: Mapping[str, Sequence[str]], output_md: str | Path,
+def run_audit(claims_path: str | Path | Sequence[str | Path], rule_outputs: Mapping[str, Sequence[str]], output_md: str | Path,
               output_json: str | Path, root: str | Path = ".", output_verdicts: str | Path | None = None,
               lock: str | Path | None = None) -> dict:
-    """``audit`` of the claims file, written as ``data/audit.json`` and ``paper/audit.md`` (atomically),
+    """``audit`` of the claims file (or files, in order: ``load_claims_files``), written as ``data/audit.json`` and ``paper/audit.md`` (atomically),
     and with ``output_verdicts`` as ``{claim id: verdict}`` (``paper/verdicts.json``, committed: what
     ``optbias compare`` checks a new run against). With ``lock`` (``requirements.lock``), the result
     and the page also name the lock and its SHA-256. Prints the verdict counts. Raises ``ClaimError``
     as ``audit`` does."""
-    result = audit(load_claims(claims_path), rule_outputs, root)
+    result = audit(load_claims_files(claims_path), rule_outputs, root)
     if lock is not None:
         result["environment"] = lock_record(lock)
     atomic_write_json(output_json, result)

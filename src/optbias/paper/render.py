@@ -21,7 +21,7 @@ import html
 import json
 import mimetypes
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +159,10 @@ def render(source: str, variables: Mapping[str, dict], audit: dict, audit_md: st
     cited = set(CLAIM.findall(text))
     unknown = sorted(cited - set(resolve.rows))
     if unknown:
-        raise PaperError(f"paper cites claim(s) {', '.join(unknown)} that paper/claims.yaml does not define")
+        raise PaperError(f"paper cites claim(s) {', '.join(unknown)} that no claims file (paper.claims) defines")
     unused = sorted(set(resolve.rows) - cited)
     if unused:
-        raise PaperError(f"claim(s) {', '.join(unused)} of paper/claims.yaml are never cited in the paper; "
+        raise PaperError(f"claim(s) {', '.join(unused)} of the claims files (paper.claims) are never cited in the paper; "
                          "cite each with [claim:ID] next to the sentence it supports")
 
     def marker(m: re.Match) -> str:
@@ -184,7 +184,16 @@ def render(source: str, variables: Mapping[str, dict], audit: dict, audit_md: st
             f"<body>\n{body}\n</body></html>\n")
 
 
-def build(source_path: str | Path, variables_path: str | Path, audit_json: str | Path, audit_md: str | Path,
+def read_source(source_path: str | Path | Sequence[str | Path]) -> str:
+    """The paper's Markdown: one file, or several joined in order by a blank line (the extended run
+    appends ``paper/extended.md`` to ``paper/paper.md``)."""
+    paths = [source_path] if isinstance(source_path, (str, Path)) else list(source_path)
+    if not paths:
+        raise PaperError("no paper source given; set paper.source to a Markdown file or a list of files")
+    return "\n\n".join(Path(p).read_text().rstrip("\n") for p in paths) + "\n"
+
+
+def build(source_path: str | Path | Sequence[str | Path], variables_path: str | Path, audit_json: str | Path, audit_md: str | Path,
           config: Mapping, root: str | Path = ".") -> str:
     """The paper's HTML page: ``render`` of the Markdown source with the variables, the audit and the config.
 
@@ -192,7 +201,7 @@ def build(source_path: str | Path, variables_path: str | Path, audit_json: str |
     """
     audit = json.loads(Path(audit_json).read_text())
     try:
-        return render(Path(source_path).read_text(), load_variables(variables_path), audit,
+        return render(read_source(source_path), load_variables(variables_path), audit,
                       Path(audit_md).read_text(), config, root)
     except ClaimError as err:
         raise PaperError(str(err)) from None
