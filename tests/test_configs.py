@@ -23,7 +23,7 @@ def test_larger_config_builds_its_dag_without_data(tmp_path, name):
     proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(tmp_path / "config" / f"{name}.yaml"),
                      check=True, timeout=300)
     jobs = scheduled(proc.stdout + proc.stderr)
-    headline = 8 if name == "extended" else 5  # extended: Muon, SOAP and PSGD-Kron join the default's five
+    headline = 9 if name == "extended" else 6  # extended: Muon, SOAP and PSGD-Kron join the default's six
     assert jobs["train"] == 2 * headline and jobs["sweep_train"] > 0 and jobs["budget_validation"] > 0, jobs
     assert jobs["fetch"] == 1 and jobs["audit"] == 1
     assert not (tmp_path / "data").exists()  # a dry run fetches nothing

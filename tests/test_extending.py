@@ -7,12 +7,15 @@ import copy
 import inspect
 import io
 import json
+import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from conftest import REPO, TINY_CONFIG, scheduled, snakemake, write_config
 from optbias import optim
@@ -261,26 +264,93 @@ def test_a_bad_import_path_entry_stops_snakemake_before_any_job_naming_it(tmp_pa
     assert scheduled(proc.stdout) == {} and not (tmp_path / "data").exists()
 
 
+# ---- the README's worked example (section "Adding an optimizer")
+
+
+def readme_example() -> tuple[dict, dict[str, int], str]:
+    """The worked example's three blocks: the config lines (parsed), the `snakemake -n` job table
+    (rule -> count, the total checked) and the claim (YAML text of one list item)."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("#### Worked example: NAdam", 1)[1].split("\nThe curated types", 1)[0]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"^ *```(?:yaml)?\n(.*?)^ *```", section, flags=re.S | re.M)]
+    assert len(blocks) == 3, blocks
+    lines, table, claim = blocks
+    rows = [line.split() for line in table.splitlines()[2:] if line.strip()]
+    jobs = {rule: int(n) for rule, n in rows[:-1]}
+    assert rows[-1][0] == "total" and int(rows[-1][1]) == sum(jobs.values())
+    return yaml.safe_load(lines), jobs, claim
+
+
+def dag_jobs(workdir) -> tuple[dict[int, str], dict[int, set[int]]]:
+    """`snakemake -n --dag`: job id -> label (rule and wildcards), job id -> the jobs that read its outputs."""
+    dot = snakemake(workdir, "-n", "--dag", check=True).stdout
+    labels = {int(i): label for i, label in re.findall(r'^\s*(\d+)\[label = "(.*?)"', dot, flags=re.M)}
+    readers: dict[int, set[int]] = {i: set() for i in labels}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M):
+        readers[int(a)].add(int(b))
+    return labels, readers
+
+
+def test_readme_worked_example_lists_exactly_the_new_jobs(tmp_path):
+    """Step 2: the README's job table is what adding step 1's lines to the default config schedules on
+    a finished run: every job of `nadam` (a wildcard optimizer: nadam) and every job downstream of
+    one, counted per rule from the DAG of the default config."""
+    lines, jobs, _ = readme_example()
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert set(lines) == {"optimizers", "sweep"} and set(lines["sweep"]) == {"lrs"}
+    config["optimizers"].update(lines["optimizers"])
+    config["sweep"]["lrs"].update(lines["sweep"]["lrs"])
+    write_config(tmp_path, config)
+    labels, readers = dag_jobs(tmp_path)
+    todo = [i for i, label in labels.items() if "\\noptimizer: nadam" in label]
+    assert todo, "no job of nadam in the DAG"
+    reached = set()
+    while todo:
+        job = todo.pop()
+        if job not in reached:
+            reached.add(job)
+            todo.extend(readers[job])
+    counts: dict[str, int] = {}
+    for job in reached:
+        rule = labels[job].split("\\n")[0]
+        counts[rule] = counts.get(rule, 0) + 1
+    assert counts == jobs
+
+
 @pytest.mark.slow
 def test_a_tiny_run_with_an_added_optimizer_puts_it_in_every_summary_and_figure(tmp_path):
-    """The whole default DAG at a tiny size with `nadam` added by config (about 40 s on 2 cores)."""
+    """The whole default DAG at a tiny size with `nadam` added by config (about 40 s on 2 cores), and
+    the README's example claim about it (step 3) audited and cited in a report."""
+    _, _, claim = readme_example()
+    (tmp_path / "claims.yaml").write_text("claims:\n" + claim)
+    (tmp_path / "paper.md").write_text("# NAdam\n\nNAdam forgets less than AdamW [claim:N1].\n")
+    (tmp_path / "variables.yaml").write_text("{}\n")
+    workdir = tmp_path / "run"
     config = {k: copy.deepcopy(v) for k, v in TINY_CONFIG.items() if k not in ("sweep", "budget", "ablation")}
-    config.update(seeds=[0], model={"hidden": [16]},
+    config.update(seeds=[0, 1], model={"hidden": [16]},
                   benchmarks={"permuted": {"n_tasks": 2, "epochs_per_task": 1, "batch_size": 128, "permutation_seed": 0}},
-                  optimizers={"sgd": {"type": "sgd", "lr": 0.05}, "nadam": {"type": "torch.optim.NAdam", "lr": 1e-3}})
-    write_config(tmp_path, config)
-    proc = snakemake(tmp_path, "--cores", "2", check=True)
-    assert scheduled(proc.stdout + proc.stderr)["train"] == 2
-    summary = json.loads((tmp_path / "data/summary/permuted.json").read_text())
-    assert summary["order"] == ["sgd", "nadam"] and set(summary["optimizers"]) == {"sgd", "nadam"}
-    probes = (tmp_path / "data/summary/probes_permuted.json").read_text()
-    assert "nadam" in probes and "nadam" in (tmp_path / "data/summary/weight_distance.json").read_text()
-    assert "nadam" in (tmp_path / "data/metrics/headline.json").read_text()
-    assert (tmp_path / "data/metrics/curves/permuted/nadam.csv").is_file()
+                  optimizers={"sgd": {"type": "sgd", "lr": 0.05}, "adamw": {"type": "adamw", "lr": 1e-3},
+                              "nadam": {"type": "torch.optim.NAdam", "lr": 1e-3}},
+                  paper={k: str(tmp_path / f"{k}.{ext}") for k, ext in
+                         (("claims", "yaml"), ("source", "md"), ("variables", "yaml"))})
+    write_config(workdir, config)
+    proc = snakemake(workdir, "--cores", "2", check=True)
+    assert scheduled(proc.stdout + proc.stderr)["train"] == 3
+    summary = json.loads((workdir / "data/summary/permuted.json").read_text())
+    assert summary["order"] == ["sgd", "adamw", "nadam"] and set(summary["optimizers"]) == set(summary["order"])
+    audit = json.loads((workdir / "data/audit.json").read_text())
+    [row] = audit["claims"]
+    assert row["id"] == "N1" and row["verdict"] in ("SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE")
+    assert [c["case"] for c in row["cases"]] == ["adamw"] and len(row["cases"][0]["ci95"]) == 2
+    assert 'href="#claim-N1"' in (workdir / "paper/build/paper.html").read_text()
+    probes = (workdir / "data/summary/probes_permuted.json").read_text()
+    assert "nadam" in probes and "nadam" in (workdir / "data/summary/weight_distance.json").read_text()
+    assert "nadam" in (workdir / "data/metrics/headline.json").read_text()
+    assert (workdir / "data/metrics/curves/permuted/nadam.csv").is_file()
     for stem in ("accuracy_matrices_permuted", "permuted_first_task_accuracy", "effective_rank", "probe_vs_head_accuracy"):
-        assert (tmp_path / f"figures/{stem}.pdf").read_bytes()[:4] == b"%PDF", stem
+        assert (workdir / f"figures/{stem}.pdf").read_bytes()[:4] == b"%PDF", stem
     # nothing left to do, and `snakemake -n` of the same config agrees
-    assert scheduled(snakemake(tmp_path, "-n", check=True).stdout) == {}
+    assert scheduled(snakemake(workdir, "-n", check=True).stdout) == {}
 
 
 def test_readme_names_every_registry_type():
