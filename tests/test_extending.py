@@ -331,8 +331,9 @@ def test_a_tiny_run_with_an_added_optimizer_puts_it_in_every_summary_and_figure(
                   benchmarks={"permuted": {"n_tasks": 2, "epochs_per_task": 1, "batch_size": 128, "permutation_seed": 0}},
                   optimizers={"sgd": {"type": "sgd", "lr": 0.05}, "adamw": {"type": "adamw", "lr": 1e-3},
                               "nadam": {"type": "torch.optim.NAdam", "lr": 1e-3}},
-                  paper={k: str(tmp_path / f"{k}.{ext}") for k, ext in
-                         (("claims", "yaml"), ("source", "md"), ("variables", "yaml"))})
+                  paper={**{k: str(tmp_path / f"{k}.{ext}") for k, ext in
+                            (("claims", "yaml"), ("source", "md"), ("variables", "yaml"))},
+                         "explore": {"a": "nadam", "b": "adamw"}})
     write_config(workdir, config)
     proc = snakemake(workdir, "--cores", "2", check=True)
     assert scheduled(proc.stdout + proc.stderr)["train"] == 3
@@ -343,6 +344,7 @@ def test_a_tiny_run_with_an_added_optimizer_puts_it_in_every_summary_and_figure(
     assert row["id"] == "N1" and row["verdict"] in ("SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE")
     assert [c["case"] for c in row["cases"]] == ["adamw"] and len(row["cases"][0]["ci95"]) == 2
     assert 'href="#claim-N1"' in (workdir / "paper/build/paper.html").read_text()
+    assert "a = 'nadam'" in (workdir / "paper/build/explore.ipynb").read_text()  # the notebook compares it too
     probes = (workdir / "data/summary/probes_permuted.json").read_text()
     assert "nadam" in probes and "nadam" in (workdir / "data/summary/weight_distance.json").read_text()
     assert "nadam" in (workdir / "data/metrics/headline.json").read_text()

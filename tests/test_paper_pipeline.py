@@ -36,8 +36,33 @@ def test_default_target_ends_with_the_audit_and_the_rendered_paper(full_run, tmp
         assert "ERROR/" not in report.stdout + report.stderr  # a docutils error renders into the report
     dry = snakemake(workdir, "-n", check=True)
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    check = browser_check(page, tmp_path)  # last: skips where Chromium is not installed
-    assert check["images"] == check["shown"] >= 6 and check["placeholders"] is False
+    check = browser_check(page, tmp_path)  # fails where Chromium is not installed (.ci/run installs it)
+    assert check["images"] == check["shown"] >= 6 and check["placeholders"] is False and check["broken"] == []
+    # the page links to the executed notebook, which sits next to it
+    assert 'href="explore.html"' in page and (workdir / "paper/build/explore.html").is_file()
+
+
+def test_the_pipeline_executes_the_explore_notebook(full_run, tmp_path):
+    """Rule explore ran the notebook on the tiny run's outputs: every code cell ran without error, the
+    injected parameters are the config's, the figures and tables are there, and the HTML shows them
+    in headless Chromium."""
+    import nbformat
+
+    workdir, _ = full_run
+    nb = nbformat.read(workdir / "paper/build/explore.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code) and not [o for c in code for o in c.outputs if o.output_type == "error"]
+    injected = next(c for c in code if "injected-parameters" in c.metadata.get("tags", []))
+    assert "a = 'shampoo'" in injected.source and "b = 'adamw'" in injected.source and "benchmark = 'permuted'" in injected.source
+    outputs = [o for c in code for o in c.outputs]
+    pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+    tables = [o for o in outputs if "text/html" in o.get("data", {}) and "<table" in o["data"]["text/html"]]
+    assert len(pngs) == 3 and len(tables) >= 7  # 2 headline figures + loss curves; summary, 2 matrices, 2 comparisons, 2 audits
+    compare = next(o["data"]["text/html"] for o in outputs if "per-seed a - b" in o.get("data", {}).get("text/html", ""))
+    assert "average_forgetting" in compare
+    html = (workdir / "paper/build/explore.html").read_text()
+    check = browser_check(html, tmp_path)
+    assert check == {"images": 3, "shown": 3, "placeholders": False, "broken": []}
 
 
 def test_the_default_paper_block_audits_and_renders_the_default_claims_alone(full_run, tmp_path_factory):
@@ -49,7 +74,7 @@ def test_the_default_paper_block_audits_and_renders_the_default_claims_alone(ful
     config["paper"] = yaml.safe_load((REPO / "config/config.yaml").read_text())["paper"]
     write_config(workdir, config)
     proc = snakemake(workdir, "--cores", "2", check=True)
-    assert scheduled(proc.stdout + proc.stderr) == {"audit": 1, "paper": 1, "all": 1}
+    assert scheduled(proc.stdout + proc.stderr) == {"audit": 1, "explore": 1, "paper": 1, "all": 1}
     audit = json.loads((workdir / "data/audit.json").read_text())
     claims = yaml.safe_load((REPO / "paper/claims.yaml").read_text())["claims"]
     assert [row["id"] for row in audit["claims"]] == [c["id"] for c in claims]

@@ -229,10 +229,26 @@ def check(config: dict) -> None:
         _check_validation_seeds("sweep.seeds", config["sweep"]["seeds"], list(config.get("seeds", [])))
     if config.get("budget"):
         check_budget(config)
+    if config.get("paper"):
+        check_explore(config)
     if config.get("powerprop"):
         check_powerprop(config["powerprop"])
         _check_validation_seeds("powerprop.validation_seeds", config["powerprop"]["validation_seeds"],
                                 list(config["powerprop"]["seeds"]))
+
+
+def check_explore(config: dict) -> None:
+    """The explore notebook's parameters (``paper.explore``) must name a benchmark, two optimizers and
+    a seed of this config. Raises ``ConfigError`` naming the key and the valid values."""
+    params = config["paper"]["explore"]  # the schema fills its defaults
+    known = {"benchmark": list(config.get("benchmarks", {})), "a": list(config.get("optimizers", {})),
+             "b": list(config.get("optimizers", {})), "seed": list(config.get("seeds", []))}
+    for key, values in known.items():
+        value = params[key]
+        if value not in values:
+            raise ConfigError(f"paper.explore.{key}: {value!r} is not one of this config's "
+                              f"{'seeds' if key == 'seed' else 'benchmarks' if key == 'benchmark' else 'optimizers'} "
+                              f"({', '.join(map(str, values))}); set paper.explore.{key} to one of them")
 
 
 def check_budget(config: dict) -> None:

@@ -21,6 +21,7 @@ from optbias import data as _data
 from optbias import optim as _optim
 from optbias.continual import benchmarks as _benchmarks
 from optbias.paper import claims as _claims
+from optbias.paper import explore as _explore
 from optbias.paper import render as _render
 
 min_version("8.0")
@@ -291,7 +292,8 @@ def all_outputs():
     if "class_incremental" in BENCHMARKS:
         outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
     if PAPER:
-        outputs += ["paper/audit.md", "data/audit.json", "paper/verdicts.json", "paper/build/paper.html"]
+        outputs += ["paper/audit.md", "data/audit.json", "paper/verdicts.json", "paper/build/paper.html",
+                    "paper/build/explore.ipynb", "paper/build/explore.html"]
     return list(dict.fromkeys(with_png_twins(outputs)))
 
 
@@ -339,7 +341,30 @@ def paper_inputs(wildcards):
         "variables": variables,
         "audit_json": "data/audit.json",
         "audit_md": "paper/audit.md",
+        "notebook": "paper/build/explore.html",  # the page links to it
         "evidence": sorted(set(_render.variable_outputs(_render.load_variables(variables)))
                            | set(_render.inline_outputs(text))),
         "figures": _render.figure_paths(text),
+    }
+
+
+# ---- the explore notebook (rule explore in workflow/rules/paper.smk)
+NOTEBOOK = os.path.relpath(os.path.join(workflow.basedir, "workflow", "notebooks", "explore.py"))
+
+
+def explore_parameters():
+    """The notebook's parameters: the config's paper.explore (benchmark, a, b, seed; checked by config.check)."""
+    return dict(PAPER["explore"])
+
+
+def explore_inputs(wildcards):
+    """What the notebook reads: the benchmark's summary, probe summary and headline figures, the
+    loss-curve seed's runs of every optimizer, and the audit."""
+    p = explore_parameters()
+    return {
+        "summary": f"data/summary/{p['benchmark']}.json",
+        "probes": f"data/summary/probes_{p['benchmark']}.json",
+        "audit": "data/audit.json",
+        "figures": _explore.HEADLINE_FIGURES[p["benchmark"]],
+        "runs": expand(f"{RUN}/metrics.json", benchmark=p["benchmark"], optimizer=OPTIMIZERS, seed=p["seed"]),
     }

@@ -1,5 +1,6 @@
 # The paper and the claims audit (src/optbias/paper/): paper/claims.yaml -> audit (paper/audit.md,
-# data/audit.json) -> paper (paper/build/paper.html). Enabled by the config's `paper` block (paths
+# data/audit.json) -> explore (the notebook, executed: paper/build/explore.{ipynb,html}) -> paper
+# (paper/build/paper.html, which links to the notebook). Enabled by the config's `paper` block (paths
 # relative to the repository). Every claim's rule must exist and its output must be one of that
 # rule's outputs; the check runs when the DAG is built (after every rule file is included), so a
 # claim pointing at a rule or file that does not exist stops the workflow with the claim's id.
@@ -44,3 +45,26 @@ rule paper:
         ENV
     script:
         "../scripts/paper/paper.py"
+
+
+rule explore:
+    """Execute the explore notebook (workflow/notebooks/explore.py) on the outputs: executed .ipynb and HTML."""
+    input:
+        unpack(explore_inputs),
+        notebook=NOTEBOOK,
+        code=code("paper/explore.py", "paper/claims.py", "stats.py", "plotting.py"),
+    output:
+        ipynb="paper/build/explore.ipynb",
+        html=report("paper/build/explore.html", caption="../report/explore.rst", category="Paper"),
+    params:
+        parameters=lambda w: explore_parameters(),
+    message:
+        "execute the explore notebook ({params.parameters[benchmark]}: {params.parameters[a]} vs {params.parameters[b]})"
+    log:
+        "logs/paper/explore.log",
+    benchmark:
+        "benchmarks/paper/explore.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/paper/explore.py"
