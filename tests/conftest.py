@@ -101,14 +101,17 @@ def tiny_config() -> dict:
 
 
 # The headline optimizers of config/config.yaml (DEFAULT_OPTIMIZERS) and those config/extended.yaml
-# adds (EXTENDED_OPTIMIZERS), in legend order, at tiny-run learning rates.
+# adds (EXTENDED_OPTIMIZERS), in legend order, at tiny-run learning rates: the tiny config trains 12
+# steps on the first pair, and at these rates each extended optimizer fits it (test accuracy, seeds
+# 0 and 1, measured: muon 0.98/0.965, soap 0.96/0.96, psgd-kron 0.955/0.975; at the extended config's
+# rates, tuned for 10 epochs, muon reached 0.83, soap 0.88 and psgd-kron 0.49).
 DEFAULT_OPTIMIZERS = {"sgd": {"type": "sgd", "lr": 0.05},
                       "adamw": {"type": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-2},
                       "adam-1e-3": {"type": "adam", "lr": 1.0e-3}, "adam-1e-4": {"type": "adam", "lr": 1.0e-4},
                       "adagrad": {"type": "adagrad", "lr": 1.0e-2},
                       "shampoo": {"type": "shampoo", "lr": 0.05}}
-EXTENDED_OPTIMIZERS = {"muon": {"type": "muon", "lr": 1.0e-2}, "soap": {"type": "soap", "lr": 3.0e-3},
-                       "psgd-kron": {"type": "psgd_kron", "lr": 1.0e-3}}
+EXTENDED_OPTIMIZERS = {"muon": {"type": "muon", "lr": 2.0e-2}, "soap": {"type": "soap", "lr": 1.0e-2},
+                       "psgd-kron": {"type": "psgd_kron", "lr": 2.0e-2}}
 
 
 def full_config() -> dict:

@@ -323,7 +323,7 @@ def test_a_tiny_run_with_an_added_optimizer_puts_it_in_every_summary_and_figure(
     the README's example claim about it (step 3) audited and cited in a report."""
     _, _, claim = readme_example()
     (tmp_path / "claims.yaml").write_text("claims:\n" + claim)
-    (tmp_path / "paper.md").write_text("# NAdam\n\nNAdam forgets less than AdamW [claim:N1].\n")
+    (tmp_path / "source.md").write_text("# NAdam\n\nNAdam forgets less than AdamW [claim:N1].\n")
     (tmp_path / "variables.yaml").write_text("{}\n")
     workdir = tmp_path / "run"
     config = {k: copy.deepcopy(v) for k, v in TINY_CONFIG.items() if k not in ("sweep", "budget", "ablation")}
@@ -342,7 +342,7 @@ def test_a_tiny_run_with_an_added_optimizer_puts_it_in_every_summary_and_figure(
     audit = json.loads((workdir / "data/audit.json").read_text())
     [row] = audit["claims"]
     assert row["id"] == "N1" and row["verdict"] in ("SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE")
-    assert [c["case"] for c in row["cases"]] == ["adamw"] and len(row["cases"][0]["ci95"]) == 2
+    assert [c["case"] for c in row["cases"]] == ["nadam - adamw"] and len(row["cases"][0]["ci95"]) == 2
     assert 'href="#claim-N1"' in (workdir / "paper/build/paper.html").read_text()
     assert "a = 'nadam'" in (workdir / "paper/build/explore.ipynb").read_text()  # the notebook compares it too
     probes = (workdir / "data/summary/probes_permuted.json").read_text()

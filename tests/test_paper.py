@@ -215,7 +215,7 @@ def test_a_claim_pointing_at_a_missing_rule_stops_the_workflow(tmp_path, tiny_co
     bad["claims"][0] = {**bad["claims"][0], "rule": "neuron_overlap", "output": "data/summary/neuron_overlap.json"}
     (tmp_path / "claims.yaml").write_text(yaml.safe_dump(bad))
     tiny_config["paper"] = {"claims": str(tmp_path / "claims.yaml"), "source": "paper/paper.md",
-                            "variables": "paper/variables.yaml"}
+                            "variables": "paper/variables.yaml", "explore": {"a": "shampoo", "b": "sgd"}}
     write_config(tmp_path, tiny_config)
     proc = snakemake(tmp_path, "-n", "paper/audit.md")
     assert proc.returncode != 0

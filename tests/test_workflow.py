@@ -167,8 +167,8 @@ def test_editing_a_figure_function_redraws_figures_and_the_paper_never_training(
     finally:
         module.write_bytes(original)
     assert {"final_accuracy", "first_task_accuracy", "accuracy_matrices", "lr_sweep", "shampoo_ablation",
-            "paper_figure", "audit", "paper"} <= set(jobs), jobs
-    assert set(jobs) <= FIGURE_RULES | {"audit", "paper", "all"}, jobs  # no training, summaries or probes
+            "paper_figure", "audit", "explore", "paper"} <= set(jobs), jobs  # explore shows the headline figures
+    assert set(jobs) <= FIGURE_RULES | {"audit", "explore", "paper", "all"}, jobs  # no training, summaries or probes
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", check=True))
 
 
