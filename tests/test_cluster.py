@@ -1,0 +1,154 @@
+"""The pipeline on a real SLURM cluster: a throwaway single-node one (workflow/cluster/slurm.sh,
+Debian's slurmctld, slurmd and munge, as root), driven through workflow/profiles/slurm and
+snakemake-executor-plugin-slurm. Jobs must really go through sbatch, the outputs must equal a local
+run's, a cancelled training job (preemption) must resume from its last finished task, and the
+README's commands for it are the ones run here. .ci/run installs the packages; where they or the
+daemons are missing the tests fail with the reason, never skip."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, scheduled, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = REPO / "workflow/cluster/slurm.sh"
+README_STATE = "/tmp/optbias-slurm"  # the state directory the README's commands use
+
+
+def readme_commands() -> list[str]:
+    """The shell lines of the README's block for the throwaway cluster (section "Beyond one machine")."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Beyond one machine: SLURM", 1)[1].split("\n## ", 1)[0]
+    block = section.split("<!-- throwaway cluster: run by tests/test_cluster.py -->", 1)[1]
+    block = block.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The README's start command, with a temporary state directory; stopped afterwards by PID."""
+    import shutil
+    import tempfile
+
+    start, *_, stop = readme_commands()
+    state = Path(tempfile.mkdtemp(prefix="optbias-slurm-", dir="/tmp"))  # munged: every parent searchable
+    proc = subprocess.run(start.replace(README_STATE, str(state)), shell=True, cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode != 0:  # the script has stopped what it started
+        pytest.fail(f"the SLURM cluster did not start ({start}):\n{proc.stdout}\n{proc.stderr}")
+    pids = dict(line.split("=") for line in proc.stdout.split())
+    assert set(pids) == {"munged", "slurmctld", "slurmd"}
+    yield state
+    subprocess.run(stop.replace(README_STATE, str(state)), shell=True, cwd=REPO, timeout=120)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values()), "a daemon survived the stop command"
+    assert not Path("/etc/slurm/slurm.conf").exists()
+    shutil.rmtree(state)
+
+
+def slurm_command() -> list[str]:
+    """The README's snakemake line for the throwaway cluster, as arguments."""
+    line = next(c for c in readme_commands() if c.startswith("snakemake "))
+    return line.split()[1:]
+
+
+def run_on_cluster(workdir: Path, state: Path, *targets: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"), "PYTHONUNBUFFERED": "1"}
+    # targets first: --default-resources takes every word after it
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *targets, *slurm_command()]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
+
+
+def small_config(**changes) -> dict:
+    config = {k: copy.deepcopy(v) for k, v in TINY_CONFIG.items() if k not in ("sweep", "budget", "ablation")}
+    config.update(seeds=[0, 1], benchmarks={"permuted": TINY_CONFIG["benchmarks"]["permuted"]},
+                  optimizers={"sgd": {"type": "sgd", "lr": 0.05}, "shampoo": {"type": "shampoo", "lr": 0.05}})
+    config.update(changes)
+    return config
+
+
+def without_timing(path: Path) -> dict:
+    run = json.loads(path.read_text())
+    run.pop("timing")
+    return run
+
+
+def test_the_pipeline_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path):
+    targets = ["data/summary/permuted.json"]
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    for workdir in (local, remote):
+        write_config(workdir, small_config())
+    snakemake(local, "--cores", "2", *targets, check=True)
+    start = time.monotonic()
+    proc = run_on_cluster(remote, cluster, *targets)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    job_ids = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    assert len(job_ids) == len(set(job_ids)) == 4, log[-4000:]  # fetch, train x 2, summarize
+    print(f"cluster run: {time.monotonic() - start:.0f} s, SLURM job ids {job_ids}")
+    squeue = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %j %T"], capture_output=True,
+                            text=True, env={**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")})
+    finished = {line.split()[0]: line.split()[2] for line in squeue.stdout.splitlines()}
+    assert all(finished.get(j) == "COMPLETED" for j in job_ids), squeue.stdout
+    assert (remote / "data/summary/permuted.json").read_bytes() == (local / "data/summary/permuted.json").read_bytes()
+    for run in sorted(local.glob("data/runs/*/*/seed*/metrics.json")):
+        assert without_timing(remote / run.relative_to(local)) == without_timing(run), run
+    assert scheduled(snakemake(remote, "-n", *targets, check=True).stdout) == {}
+
+
+def test_a_cancelled_training_job_resumes_from_its_last_task(cluster, tmp_path):
+    """Preemption: scancel the training job once its first task is saved; the rerun on the cluster
+    restores the saved tasks and ends with a local uninterrupted run's results."""
+    config = small_config(seeds=[0], model={"hidden": [128]}, optimizers={"shampoo": {"type": "shampoo", "lr": 0.05}},
+                          benchmarks={"permuted": {"n_tasks": 3, "epochs_per_task": 3, "batch_size": 64,
+                                                   "permutation_seed": 0}})
+    target = "data/runs/permuted/shampoo/seed0/metrics.json"
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    for workdir in (local, remote):
+        write_config(workdir, config)
+    snakemake(local, "--cores", "1", target, check=True)
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(remote), target, *slurm_command()]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    state = remote / "data/runs/permuted/shampoo/seed0.resume.pt"
+    deadline = time.monotonic() + 300
+    while not state.exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), "no task finished before the deadline"
+    subprocess.run(["scancel", "--user", "root"], env=env, check=True)
+    log = job.communicate(timeout=300)[0]
+    assert job.returncode != 0 and "CANCELLED" in log, log[-3000:]
+    assert not (remote / target).exists() and state.exists()
+    proc = run_on_cluster(remote, cluster, target)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    train_log = (remote / "logs/train/permuted/shampoo.log").read_text()
+    resumed = re.search(r"resumed from \S+ after (\d) of 3 tasks", train_log)
+    assert resumed and 1 <= int(resumed.group(1)) < 3, train_log[-2000:]
+    assert without_timing(remote / target) == without_timing(local / target)
+    assert not state.exists()
+
+
+def test_the_readme_dry_runs_the_paper_config_on_the_cluster_profile(cluster, tmp_path):
+    """`snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml -n`: the profile's
+    resources with the paper config's DAG, without data or jobs."""
+    (tmp_path / "config").mkdir()
+    for name in ("config.yaml", "paper.yaml"):
+        (tmp_path / "config" / name).write_text((REPO / "config" / name).read_text())
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--profile",
+                           str(REPO / "workflow/profiles/slurm"), "--configfile", str(tmp_path / "config/paper.yaml"),
+                           "-n"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert scheduled(proc.stdout + proc.stderr)["train"] == 2 * len(yaml.safe_load(
+        (REPO / "config/config.yaml").read_text())["optimizers"])
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# A throwaway single-node SLURM cluster on this machine, for trying the SLURM profile without a real
+# cluster (tests/test_cluster.py runs the pipeline on it). Needs root and Debian's packages:
+#   apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge
+#
+#   bash workflow/cluster/slurm.sh start STATE_DIR   # munged, slurmctld, slurmd; prints name=pid lines
+#   bash workflow/cluster/slurm.sh stop STATE_DIR    # stops each daemon it started, by its PID file
+#
+# Every file (config, munge key and socket, spool, logs, PID files) lives under STATE_DIR, except one
+# symlink, /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf: the executor plugin's job step runs `srun`
+# with every SLURM_* variable removed, SLURM_CONF included, so srun must find the config at its
+# built-in path. `start` refuses to replace a slurm.conf that is not its own; `stop` removes the link.
+#
+# No accounting (slurmdbd): `sacct` has nothing to report here, so Snakemake must poll with
+# `--slurm-status-command squeue`. MinJobAge keeps finished jobs visible to squeue for 10 minutes,
+# longer than the plugin's longest wait between polls (180 s); with less than 3 x its first wait, the
+# plugin would silently go back to sacct.
+set -euo pipefail
+
+usage() { echo "usage: $0 start|stop STATE_DIR" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+action=$1
+state=$(mkdir -p "$2" && cd "$2" && pwd)
+conf="$state/slurm.conf"
+
+start() {
+  for tool in munged slurmctld slurmd sinfo; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge" >&2; exit 1; }
+  done
+  if [ -e /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" != "$conf" ]; then
+    echo "/etc/slurm/slurm.conf exists and is not this cluster's: stop that cluster first (or move the file)" >&2; exit 1
+  fi
+  mkdir -p "$state"/{munge,ctld,spool,run,log}
+  # munged wants every directory above its socket searchable by everyone
+  chmod 755 "$state" "$state/munge"
+  local dir=$state
+  while [ "$dir" != / ]; do
+    dir=$(dirname "$dir")
+    [ "$(( $(stat -c %a "$dir") % 10 & 1 ))" = 1 ] || { echo "$dir is not searchable by everyone, which munged requires: choose a STATE_DIR elsewhere (e.g. under /tmp)" >&2; exit 1; }
+  done
+  if [ ! -s "$state/munge/munge.key" ]; then
+    head -c 1024 /dev/urandom > "$state/munge/munge.key"
+    chmod 600 "$state/munge/munge.key"
+  fi
+  local host cpus mem
+  host=$(hostname -s)
+  cpus=$(nproc)
+  mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))   # MB offered to jobs: half of this machine's
+  cat > "$conf" <<EOF
+ClusterName=optbias
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$state/munge/munge.socket.2
+StateSaveLocation=$state/ctld
+SlurmdSpoolDir=$state/spool
+SlurmctldPidFile=$state/run/slurmctld.pid
+SlurmdPidFile=$state/run/slurmd.pid
+SlurmctldLogFile=$state/log/slurmctld.log
+SlurmdLogFile=$state/log/slurmd.log
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+MpiDefault=none
+ReturnToService=2
+MinJobAge=600
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+  mkdir -p /etc/slurm
+  ln -sfn "$conf" /etc/slurm/slurm.conf
+  trap 'echo "start failed: stopping what was started" >&2; stop' ERR
+  munged --socket="$state/munge/munge.socket.2" --key-file="$state/munge/munge.key" \
+         --pid-file="$state/run/munged.pid" --log-file="$state/log/munged.log" --seed-file="$state/munge/munged.seed"
+  slurmctld -f "$conf"
+  slurmd -f "$conf"
+  for _ in $(seq 1 60); do
+    if SLURM_CONF=$conf timeout 5 sinfo -h -o %t 2>/dev/null | grep -qx idle; then
+      for daemon in munged slurmctld slurmd; do echo "$daemon=$(cat "$state/run/$daemon.pid")"; done
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "the node did not become idle within 30 s; see $state/log/slurmctld.log and slurmd.log" >&2
+  stop
+  exit 1
+}
+
+stop_daemon() {  # name: TERM by PID file, KILL after 15 s
+  local file="$state/run/$1.pid" pid
+  [ -s "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    echo "stopped $1 ($pid)"
+  fi
+  rm -f "$file"
+}
+
+stop() {
+  if [ -s "$state/run/slurmctld.pid" ]; then  # cancel what is left, so its job steps end with slurmd
+    SLURM_CONF=$conf timeout 10 scancel --user="$(id -un)" 2>/dev/null || true
+  fi
+  stop_daemon slurmd
+  stop_daemon slurmctld
+  stop_daemon munged
+  if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$conf" ]; then rm -f /etc/slurm/slurm.conf; fi
+}
+
+case $action in
+  start) start ;;
+  stop) stop ;;
+  *) usage ;;
+esac
