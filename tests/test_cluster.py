@@ -8,6 +8,7 @@ daemons are missing the tests fail with the reason, never skip."""
 from __future__ import annotations
 
 import copy
+import getpass
 import json
 import os
 import re
@@ -125,7 +126,7 @@ def test_a_cancelled_training_job_resumes_from_its_last_task(cluster, tmp_path):
     while not state.exists() and time.monotonic() < deadline and job.poll() is None:
         time.sleep(0.2)
     assert state.exists(), "no task finished before the deadline"
-    subprocess.run(["scancel", "--user", "root"], env=env, check=True)
+    subprocess.run(["scancel", "--user", getpass.getuser()], env=env, check=True)
     log = job.communicate(timeout=300)[0]
     assert job.returncode != 0 and "CANCELLED" in log, log[-3000:]
     assert not (remote / target).exists() and state.exists()
@@ -139,8 +140,8 @@ def test_a_cancelled_training_job_resumes_from_its_last_task(cluster, tmp_path):
 
 
 def test_the_readme_dry_runs_the_paper_config_on_the_cluster_profile(cluster, tmp_path):
-    """`snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml -n`: the profile's
-    resources with the paper config's DAG, without data or jobs."""
+    """`snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml -n`: the profile
+    and the paper config's DAG parse and schedule every training job, without data or jobs."""
     (tmp_path / "config").mkdir()
     for name in ("config.yaml", "paper.yaml"):
         (tmp_path / "config" / name).write_text((REPO / "config" / name).read_text())

@@ -33,14 +33,14 @@ def test_compare_pairs_by_seed_and_bootstraps_the_differences():
     row = table.loc["average_forgetting"]
     assert row["seeds"] == 2 and row["per-seed a - b"] == [0.5, 0.5]
     assert row["a - b"] == pytest.approx(0.5) and row["ci95 low"] == pytest.approx(0.5) and row["ci95 high"] == pytest.approx(0.5)
-    assert row["a"] == pytest.approx(0.6) and row["b"] == pytest.approx(0.4)
+    assert row["a"] == pytest.approx(0.65) and row["b"] == pytest.approx(0.15)  # both on the paired seeds
     assert list(table.index) == ["average_forgetting"]  # metrics missing from either side are left out
 
 
 def test_paired_differences_need_a_common_seed_and_names_must_exist():
-    assert E.paired_differences([1.0, 2.0], [0, 1], [0.5, 0.5, 0.5], [1, 2, 3]) == ([1], [1.5])
+    assert E.paired([1.0, 2.0, 3.0], [2, 0, 1], [0.5, 0.4, 0.3], [1, 2, 3]) == ([2, 1], [1.0, 3.0], [0.4, 0.5])
     with pytest.raises(E.ExploreError, match="no seed in common"):
-        E.paired_differences([1.0], [0], [1.0], [1])
+        E.paired([1.0], [0], [1.0], [1])
     with pytest.raises(E.ExploreError, match="no optimizer 'adamw' in this summary; it has sgd, shampoo"):
         E.compare(SUMMARY, "sgd", "adamw")
 
@@ -73,7 +73,7 @@ def test_audit_table_filters_by_verdict_and_names_the_rerun():
     assert E.audit_table(AUDIT).loc["C1", "measured"] == "sgd: 0.010 [0.000, 0.020]"
     with pytest.raises(E.ExploreError, match="verdict must be one of"):
         E.audit_table(AUDIT, verdict="supported")
-    assert E.rerun_command(AUDIT, "C2") == "snakemake --cores all --forcerun probe paper/audit.md"
+    assert E.rerun_command(AUDIT, "C2") == "snakemake --cores all paper/audit.md --forcerun probe"
     with pytest.raises(E.ExploreError, match="no claim 'C9'"):
         E.rerun_command(AUDIT, "C9")
 
@@ -159,3 +159,21 @@ def test_a_failing_cell_stops_execution_naming_the_cell_and_writes_nothing(tmp_p
     with pytest.raises(E.ExploreError, match=r"cell 4 \(\"raise ValueError\('bad value'\)\"\) failed: ValueError: bad value"):
         E.execute(src, tmp_path / "out.ipynb", tmp_path / "out.html", {"n": 2}, cwd=tmp_path)
     assert not (tmp_path / "out.ipynb").exists() and not (tmp_path / "out.html").exists()
+
+
+@pytest.mark.parametrize("explore, message", [
+    ({"a": "lion"}, "paper.explore.a: 'lion' is not one of this config's optimizers (sgd, adamw,"),
+    ({"benchmark": "split"}, "paper.explore.benchmark: 'split' is not one of this config's benchmarks"),
+    ({"seed": 7}, "paper.explore.seed: 7 is not one of this config's seeds (0, 1, 2, 3, 4)"),
+    ({"a": "sgd", "b": "sgd"}, "paper.explore: a and b are both 'sgd'; compare two different optimizers"),
+])
+def test_bad_notebook_parameters_stop_the_config_check(explore, message):
+    import yaml
+
+    from optbias import config as C
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["paper"]["explore"] = explore
+    with pytest.raises(C.ConfigError) as err:
+        C.validate(config, REPO / "workflow/schemas/config.schema.yaml")
+    assert message in str(err.value)

@@ -53,7 +53,7 @@ def test_the_pipeline_executes_the_explore_notebook(full_run, tmp_path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code) and not [o for c in code for o in c.outputs if o.output_type == "error"]
     injected = next(c for c in code if "injected-parameters" in c.metadata.get("tags", []))
-    assert "a = 'shampoo'" in injected.source and "b = 'adamw'" in injected.source and "benchmark = 'permuted'" in injected.source
+    assert "a = 'shampoo'" in injected.source and "b = 'adagrad'" in injected.source and "root = '.'" in injected.source
     outputs = [o for c in code for o in c.outputs]
     pngs = [o for o in outputs if "image/png" in o.get("data", {})]
     tables = [o for o in outputs if "text/html" in o.get("data", {}) and "<table" in o["data"]["text/html"]]

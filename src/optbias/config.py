@@ -241,14 +241,15 @@ def check_explore(config: dict) -> None:
     """The explore notebook's parameters (``paper.explore``) must name a benchmark, two optimizers and
     a seed of this config. Raises ``ConfigError`` naming the key and the valid values."""
     params = config["paper"]["explore"]  # the schema fills its defaults
-    known = {"benchmark": list(config.get("benchmarks", {})), "a": list(config.get("optimizers", {})),
-             "b": list(config.get("optimizers", {})), "seed": list(config.get("seeds", []))}
-    for key, values in known.items():
-        value = params[key]
-        if value not in values:
-            raise ConfigError(f"paper.explore.{key}: {value!r} is not one of this config's "
-                              f"{'seeds' if key == 'seed' else 'benchmarks' if key == 'benchmark' else 'optimizers'} "
+    optimizers = list(config.get("optimizers", {}))
+    known = {"benchmark": ("benchmarks", list(config.get("benchmarks", {}))), "a": ("optimizers", optimizers),
+             "b": ("optimizers", optimizers), "seed": ("seeds", list(config.get("seeds", [])))}
+    for key, (block, values) in known.items():
+        if params[key] not in values:
+            raise ConfigError(f"paper.explore.{key}: {params[key]!r} is not one of this config's {block} "
                               f"({', '.join(map(str, values))}); set paper.explore.{key} to one of them")
+    if params["a"] == params["b"]:
+        raise ConfigError(f"paper.explore: a and b are both {params['a']!r}; compare two different optimizers")
 
 
 def check_budget(config: dict) -> None:

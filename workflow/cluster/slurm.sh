@@ -13,8 +13,10 @@
 #
 # No accounting (slurmdbd): `sacct` has nothing to report here, so Snakemake must poll with
 # `--slurm-status-command squeue`. MinJobAge keeps finished jobs visible to squeue for 10 minutes,
-# longer than the plugin's longest wait between polls (180 s); with less than 3 x its first wait, the
-# plugin would silently go back to sacct.
+# longer than the plugin's longest wait between polls (180 s); below 3 x its first wait, the plugin
+# goes back to sacct (it says so at info level), which would never see the jobs finish.
+# The node offers 64 GB whatever this machine has (SlurmdParameters=config_overrides: no check against
+# the hardware), so the profile's memory requests fit; nothing enforces them here (TaskPlugin=task/none).
 set -euo pipefail
 
 usage() { echo "usage: $0 start|stop STATE_DIR" >&2; exit 2; }
@@ -27,6 +29,9 @@ start() {
   for tool in munged slurmctld slurmd sinfo; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge" >&2; exit 1; }
   done
+  if [ -s "$state/run/slurmctld.pid" ] && kill -0 "$(cat "$state/run/slurmctld.pid")" 2>/dev/null; then
+    echo "a cluster is already running from $state: stop it first ($0 stop $state)" >&2; exit 1
+  fi
   if [ -e /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" != "$conf" ]; then
     echo "/etc/slurm/slurm.conf exists and is not this cluster's: stop that cluster first (or move the file)" >&2; exit 1
   fi
@@ -42,10 +47,9 @@ start() {
     head -c 1024 /dev/urandom > "$state/munge/munge.key"
     chmod 600 "$state/munge/munge.key"
   fi
-  local host cpus mem
+  local host cpus
   host=$(hostname -s)
   cpus=$(nproc)
-  mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))   # MB offered to jobs: half of this machine's
   cat > "$conf" <<EOF
 ClusterName=optbias
 SlurmctldHost=$host
@@ -72,7 +76,8 @@ SchedulerType=sched/backfill
 MpiDefault=none
 ReturnToService=2
 MinJobAge=600
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=64000 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
   mkdir -p /etc/slurm
@@ -82,14 +87,14 @@ EOF
          --pid-file="$state/run/munged.pid" --log-file="$state/log/munged.log" --seed-file="$state/munge/munged.seed"
   slurmctld -f "$conf"
   slurmd -f "$conf"
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 60); do  # at most about a minute when sinfo answers at once
     if SLURM_CONF=$conf timeout 5 sinfo -h -o %t 2>/dev/null | grep -qx idle; then
       for daemon in munged slurmctld slurmd; do echo "$daemon=$(cat "$state/run/$daemon.pid")"; done
       return 0
     fi
     sleep 0.5
   done
-  echo "the node did not become idle within 30 s; see $state/log/slurmctld.log and slurmd.log" >&2
+  echo "the node did not become idle; see $state/log/slurmctld.log and slurmd.log" >&2
   stop
   exit 1
 }
@@ -101,7 +106,7 @@ stop_daemon() {  # name: TERM by PID file, KILL after 15 s
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
     for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     echo "stopped $1 ($pid)"
   fi
   rm -f "$file"

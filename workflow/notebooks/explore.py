@@ -20,14 +20,15 @@
 # `paper/build/explore.ipynb` and `paper/build/explore.html`.
 #
 # To explore interactively: `source .venv/bin/activate && jupyter lab workflow/notebooks/explore.ipynb`
-# (jupytext keeps the `.ipynb` and this `.py` in step), then change the parameters below.
+# (jupytext keeps the `.ipynb` and this `.py` in step), then change the parameters below. Clear the
+# outputs before committing the `.ipynb`: the committed copy holds none.
 
 # %% tags=["parameters"]
 benchmark = "permuted"  # class_incremental | permuted
 a = "shampoo"           # the two optimizers to compare (names of config/config.yaml's `optimizers`)
-b = "adamw"
+b = "adagrad"
 seed = 0                # the seed whose loss curves are drawn
-root = "."              # the pipeline's working directory
+root = "../.."          # the pipeline's working directory (the repository), seen from this folder
 
 # %%
 from IPython.display import Image, Markdown, display

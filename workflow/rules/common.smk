@@ -46,6 +46,9 @@ OPTIMIZERS = list(config["optimizers"])  # the headline comparison, in legend or
 ENTRIES = _config.optimizer_entries(config)  # plus the Shampoo ablation's variants
 SEEDS = [int(s) for s in config["seeds"]]
 THREADS = config["train"]["threads"]
+# Every rule that trains (train, its ablation, the sweep and both budget rules) asks a cluster for one
+# GPU when the config trains on CUDA (train.device: cuda); the SLURM plugin turns it into --gpus=1.
+TRAIN_GPUS = 1 if config["train"]["device"].startswith("cuda") else 0
 ABLATION = config.get("ablation", {})
 ABLATION_ORDER = [ABLATION["base"], *ABLATION["variants"]] if ABLATION else []
 ABLATION_SEEDS = [int(s) for s in ABLATION.get("seeds", SEEDS)]  # a subset of SEEDS (config.check)
@@ -349,12 +352,14 @@ def paper_inputs(wildcards):
 
 
 # ---- the explore notebook (rule explore in workflow/rules/paper.smk)
+# Relative to the working directory, as code() is: the notebook is code, an input whose content counts.
 NOTEBOOK = os.path.relpath(os.path.join(workflow.basedir, "workflow", "notebooks", "explore.py"))
 
 
 def explore_parameters():
-    """The notebook's parameters: the config's paper.explore (benchmark, a, b, seed; checked by config.check)."""
-    return dict(PAPER["explore"])
+    """The notebook's parameters: the config's paper.explore (benchmark, a, b, seed; checked by
+    config.check), and root: the job runs it in the working directory."""
+    return {**PAPER["explore"], "root": "."}
 
 
 def explore_inputs(wildcards):

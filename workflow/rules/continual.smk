@@ -26,7 +26,7 @@ rule train:
     threads: THREADS
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(SEEDS))
     resources:
-        gpu=1 if config["train"]["device"].startswith("cuda") else 0,
+        gpu=TRAIN_GPUS,
     log:
         "logs/train/{benchmark}/{optimizer}.log",
     benchmark:
@@ -86,6 +86,8 @@ rule sweep_train:
         f"learning-rate sweep {{wildcards.benchmark}}/{{wildcards.optimizer}} lr {{wildcards.lr}}: {len(SWEEP_SEEDS)} validation seeds"
     threads: THREADS
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(SWEEP_SEEDS))
+    resources:
+        gpu=TRAIN_GPUS,
     log:
         "logs/sweep/{benchmark}/{optimizer}/lr{lr}.log",
     benchmark:
@@ -155,6 +157,8 @@ rule budget_validation:
         f"budget rule {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {len(BUDGET_VAL_SEEDS)} validation seeds"
     threads: THREADS
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(BUDGET_VAL_SEEDS), w.epochs)
+    resources:
+        gpu=TRAIN_GPUS,
     log:
         "logs/budget/validation/{benchmark}/{optimizer}/epochs{epochs}.log",
     benchmark:
@@ -203,6 +207,8 @@ rule budget_train:
         f"budget experiment {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {len(BUDGET_SEEDS)} seeds"
     threads: THREADS
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(BUDGET_SEEDS), w.epochs)
+    resources:
+        gpu=TRAIN_GPUS,
     log:
         "logs/budget/runs/{benchmark}/{optimizer}/epochs{epochs}.log",
     benchmark:

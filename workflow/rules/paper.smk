@@ -1,4 +1,4 @@
-# The paper and the claims audit (src/optbias/paper/): paper/claims.yaml -> audit (paper/audit.md,
+# The paper and the claims audit (src/optbias/paper/): the claims file(s) of paper.claims -> audit (paper/audit.md,
 # data/audit.json) -> explore (the notebook, executed: paper/build/explore.{ipynb,html}) -> paper
 # (paper/build/paper.html, which links to the notebook). Enabled by the config's `paper` block (paths
 # relative to the repository). Every claim's rule must exist and its output must be one of that
@@ -7,7 +7,7 @@
 
 
 rule audit:
-    """Evaluate every claim of paper/claims.yaml on its rule's output: verdicts with 95% CIs."""
+    """Evaluate every claim of the claims file(s) (paper.claims) on its rule's output: verdicts with 95% CIs."""
     input:
         unpack(audit_inputs),
         code=code("paper/claims.py", "stats.py"),
@@ -52,7 +52,7 @@ rule explore:
     input:
         unpack(explore_inputs),
         notebook=NOTEBOOK,
-        code=code("paper/explore.py", "paper/claims.py", "stats.py", "plotting.py"),
+        code=code("paper/explore.py", "paper/claims.py", "continual/summary.py", "stats.py", "plotting.py"),
     output:
         ipynb="paper/build/explore.ipynb",
         html=report("paper/build/explore.html", caption="../report/explore.rst", category="Paper"),

@@ -12,14 +12,14 @@ papermill convention), nbclient runs every cell in a fresh kernel, and nbconvert
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..continual.summary import SCALARS
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, load_json
 from ..stats import bootstrap_ci
+from .claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, measured
 
 if TYPE_CHECKING:  # pandas is imported where a table is made: common.smk reads HEADLINE_FIGURES at parse time
     import pandas as pd
@@ -41,7 +41,7 @@ def load(root: str | Path, output: str) -> Any:
     if not path.is_file():
         raise ExploreError(f"{output} does not exist under {root}; run the pipeline first "
                            f"(snakemake --cores all {output})")
-    return json.loads(path.read_text())
+    return load_json(path)
 
 
 def _entry(summary: Mapping, optimizer: str) -> Mapping:
@@ -73,28 +73,31 @@ def mean_accuracy_matrix(summary: Mapping, optimizer: str) -> pd.DataFrame:
     return pd.DataFrame(mean).rename_axis(index="after task", columns="task")
 
 
-def paired_differences(a_values: Sequence[float], a_seeds: Sequence[int], b_values: Sequence[float],
-                       b_seeds: Sequence[int]) -> tuple[list[int], list[float]]:
-    """Per-seed differences a - b on the seeds both have (the runs are paired by seed: same
-    initialization, same batches), in seed order. Raises ``ExploreError`` when they share none."""
-    a, b = dict(zip(a_seeds, a_values)), dict(zip(b_seeds, b_values))
-    common = sorted(set(a) & set(b))
-    if not common:
-        raise ExploreError(f"no seed in common (a: {sorted(a)}, b: {sorted(b)}): nothing to pair")
-    return common, [a[s] - b[s] for s in common]
+def paired(a_values: Sequence[float], a_seeds: Sequence[int], b_values: Sequence[float],
+           b_seeds: Sequence[int]) -> tuple[list[int], list[float], list[float]]:
+    """The seeds both have, in a's order (as the claims audit pairs them), with a's and b's values on
+    them: the runs are paired by seed (same initialization, same batches). Raises ``ExploreError``
+    when they share none."""
+    b = dict(zip(b_seeds, b_values))
+    seeds = [s for s in a_seeds if s in b]
+    if not seeds:
+        raise ExploreError(f"no seed in common (a: {list(a_seeds)}, b: {list(b_seeds)}): nothing to pair")
+    a = dict(zip(a_seeds, a_values))
+    return seeds, [a[s] for s in seeds], [b[s] for s in seeds]
 
 
 def _difference_row(what: str, a: Mapping, a_seeds: Sequence[int], b: Mapping, b_seeds: Sequence[int]) -> dict:
-    seeds, diffs = paired_differences(a["per_seed"], a_seeds, b["per_seed"], b_seeds)
+    seeds, xa, xb = paired(a["per_seed"], a_seeds, b["per_seed"], b_seeds)
+    diffs = [x - y for x, y in zip(xa, xb)]
     mean, low, high = bootstrap_ci(diffs)
-    return {"metric": what, "a": a["mean"], "b": b["mean"], "a - b": mean, "ci95 low": low, "ci95 high": high,
-            "seeds": len(seeds), "per-seed a - b": [round(d, 4) for d in diffs]}
+    return {"metric": what, "a": sum(xa) / len(xa), "b": sum(xb) / len(xb), "a - b": mean, "ci95 low": low,
+            "ci95 high": high, "seeds": len(seeds), "per-seed a - b": [round(d, 4) for d in diffs]}
 
 
 def compare(summary: Mapping, a: str, b: str, metrics: Sequence[str] = SCALARS) -> pd.DataFrame:
-    """Optimizer ``a`` against ``b`` on every summary metric: their means and the mean of the paired
-    per-seed differences a - b with its percentile-bootstrap 95% CI (``optbias.stats.bootstrap_ci``,
-    as the claims audit computes a ``compare`` test)."""
+    """Optimizer ``a`` against ``b`` on every summary metric, on the seeds both have: their means
+    there and the mean of the per-seed differences a - b with its percentile-bootstrap 95% CI
+    (``optbias.stats.bootstrap_ci``, as the claims audit computes a ``compare`` test)."""
     import pandas as pd
 
     ea, eb = _entry(summary, a), _entry(summary, b)
@@ -149,9 +152,7 @@ def audit_table(audit: Mapping, verdict: str | None = None) -> pd.DataFrame:
     claims with ``verdict`` (SUPPORTED, NOT SUPPORTED or INCONCLUSIVE)."""
     import pandas as pd
 
-    from .claims import measured
-
-    verdicts = {"SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"}
+    verdicts = {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
     if verdict is not None and verdict not in verdicts:
         raise ExploreError(f"verdict must be one of {', '.join(sorted(verdicts))}, got {verdict!r}")
     rows = [{"claim": r["id"], "verdict": r["verdict"], "measured": measured(r), "rule": r["rule"],
@@ -165,7 +166,7 @@ def rerun_command(audit: Mapping, claim: str) -> str:
     rows = {r["id"]: r for r in audit["claims"]}
     if claim not in rows:
         raise ExploreError(f"no claim {claim!r} in the audit; it has {', '.join(rows)}")
-    return f"snakemake --cores all --forcerun {rows[claim]['rule']} paper/audit.md"
+    return f"snakemake --cores all paper/audit.md --forcerun {rows[claim]['rule']}"  # --forcerun takes every word after it
 
 
 # ---- running the notebook (rule explore) ---------------------------------------------------------
