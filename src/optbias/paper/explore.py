@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..continual.summary import SCALARS
 from ..fileio import atomic_write_bytes, load_json
 from ..stats import bootstrap_ci
-from .claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, measured
+from .claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, format_value, measured
 
 if TYPE_CHECKING:  # pandas is imported where a table is made: common.smk reads HEADLINE_FIGURES at parse time
     import pandas as pd
@@ -52,14 +52,13 @@ def _entry(summary: Mapping, optimizer: str) -> Mapping:
 
 def summary_table(summary: Mapping, metrics: Sequence[str] = SCALARS) -> pd.DataFrame:
     """One row per optimizer (legend order), one column per metric: ``mean [low, high]`` over seeds
-    (the summaries' bootstrap 95% CI). ``summary``: ``data/summary/<benchmark>.json``."""
+    (the summaries' bootstrap 95% CI, written as the audit writes it: ``claims.format_value``). ``summary``: ``data/summary/<benchmark>.json``."""
     import pandas as pd
 
     rows = {}
     for name in summary["order"]:
         entry = summary["optimizers"][name]
-        rows[name] = {m: f"{entry[m]['mean']:.3f} [{entry[m]['ci95'][0]:.3f}, {entry[m]['ci95'][1]:.3f}]"
-                      for m in metrics if m in entry}
+        rows[name] = {m: format_value(entry[m]["mean"], entry[m]["ci95"]) for m in metrics if m in entry}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("optimizer")
 
 
