@@ -21,7 +21,7 @@ import yaml
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, scheduled, snakemake, write_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster at a time (/etc/slurm)
 
 SCRIPT = REPO / "workflow/cluster/slurm.sh"
 README_STATE = "/tmp/optbias-slurm"  # the state directory the README's commands use
@@ -84,27 +84,44 @@ def without_timing(path: Path) -> dict:
     return run
 
 
-def test_the_pipeline_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path):
-    targets = ["data/summary/permuted.json"]
-    local, remote = tmp_path / "local", tmp_path / "slurm"
-    for workdir in (local, remote):
-        write_config(workdir, small_config())
-    snakemake(local, "--cores", "2", *targets, check=True)
+TARGETS = ["data/summary/permuted.json"]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    """small_config() run locally: one job per (benchmark, optimizer), the seeds one after another."""
+    local = tmp_path_factory.mktemp("local")
+    write_config(local, small_config())
+    snakemake(local, "--cores", "2", *TARGETS, check=True)
+    return local
+
+
+# The README's command: one job per seed (the profile's seed_jobs=separate), so fetch, 2 x 2 training
+# jobs and summarize; and with Snakemake's grouping (commented in the profile), the four training
+# jobs bundled two to a SLURM job.
+@pytest.mark.parametrize("extra, n_jobs", [((), 6), (("--groups", "train=seeds", "--group-components", "seeds=2"), 4)],
+                         ids=["one-job-per-seed", "grouped"])
+def test_the_pipeline_runs_through_sbatch_and_equals_a_local_run(cluster, local_run, tmp_path, extra, n_jobs):
+    remote = tmp_path / "slurm"
+    write_config(remote, small_config())
     start = time.monotonic()
-    proc = run_on_cluster(remote, cluster, *targets)
+    proc = run_on_cluster(remote, cluster, *TARGETS, *extra)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", log)
-    assert len(job_ids) == len(set(job_ids)) == 4, log[-4000:]  # fetch, train x 2, summarize
+    assert len(job_ids) == len(set(job_ids)) == n_jobs, log[-4000:]
+    assert sorted(re.findall(r"train permuted/(\w+): seed (\d)", log)) == [
+        ("sgd", "0"), ("sgd", "1"), ("shampoo", "0"), ("shampoo", "1")], log[-4000:]
     print(f"cluster run: {time.monotonic() - start:.0f} s, SLURM job ids {job_ids}")
     squeue = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %j %T"], capture_output=True,
                             text=True, env={**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")})
     finished = {line.split()[0]: line.split()[2] for line in squeue.stdout.splitlines()}
     assert all(finished.get(j) == "COMPLETED" for j in job_ids), squeue.stdout
-    assert (remote / "data/summary/permuted.json").read_bytes() == (local / "data/summary/permuted.json").read_bytes()
-    for run in sorted(local.glob("data/runs/*/*/seed*/metrics.json")):
-        assert without_timing(remote / run.relative_to(local)) == without_timing(run), run
-    assert scheduled(snakemake(remote, "-n", *targets, check=True).stdout) == {}
+    assert (remote / TARGETS[0]).read_bytes() == (local_run / TARGETS[0]).read_bytes()
+    for run in sorted(local_run.glob("data/runs/*/*/seed*/metrics.json")):
+        assert without_timing(remote / run.relative_to(local_run)) == without_timing(run), run
+    # A local dry run (one job per seed list) on the cluster's outputs: switching granularity reruns nothing.
+    assert scheduled(snakemake(remote, "-n", *TARGETS, check=True).stdout) == {}
 
 
 def test_a_cancelled_training_job_resumes_from_its_last_task(cluster, tmp_path):
@@ -132,24 +149,28 @@ def test_a_cancelled_training_job_resumes_from_its_last_task(cluster, tmp_path):
     assert not (remote / target).exists() and state.exists()
     proc = run_on_cluster(remote, cluster, target)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    train_log = (remote / "logs/train/permuted/shampoo.log").read_text()
+    train_log = (remote / "logs/train/permuted/shampoo/seed0.log").read_text()  # one job per seed
     resumed = re.search(r"resumed from \S+ after (\d) of 3 tasks", train_log)
     assert resumed and 1 <= int(resumed.group(1)) < 3, train_log[-2000:]
     assert without_timing(remote / target) == without_timing(local / target)
     assert not state.exists()
 
 
-def test_the_readme_dry_runs_the_paper_config_on_the_cluster_profile(cluster, tmp_path):
-    """`snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml -n`: the profile
-    and the paper config's DAG parse and schedule every training job, without data or jobs."""
+@pytest.mark.parametrize("name", ["paper", "fashion"])
+def test_the_larger_configs_dry_run_on_the_cluster_profile(cluster, tmp_path, name):
+    """`snakemake --profile workflow/profiles/slurm --configfile config/<name>.yaml -n` (the README's
+    command for full MNIST, and the same for full Fashion-MNIST): the profile and the config's DAG
+    parse and schedule one training job per (benchmark, optimizer, seed), without data or jobs."""
     (tmp_path / "config").mkdir()
-    for name in ("config.yaml", "paper.yaml"):
-        (tmp_path / "config" / name).write_text((REPO / "config" / name).read_text())
+    for file in ("config.yaml", f"{name}.yaml"):
+        (tmp_path / "config" / file).write_text((REPO / "config" / file).read_text())
     env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
     proc = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--profile",
-                           str(REPO / "workflow/profiles/slurm"), "--configfile", str(tmp_path / "config/paper.yaml"),
+                           str(REPO / "workflow/profiles/slurm"), "--configfile", str(tmp_path / f"config/{name}.yaml"),
                            "-n"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert scheduled(proc.stdout + proc.stderr)["train"] == 2 * len(yaml.safe_load(
-        (REPO / "config/config.yaml").read_text())["optimizers"])
+    config = {**yaml.safe_load((REPO / "config/config.yaml").read_text()),
+              **yaml.safe_load((REPO / f"config/{name}.yaml").read_text())}
+    assert scheduled(proc.stdout + proc.stderr)["train"] == (
+        len(config["benchmarks"]) * len(config["optimizers"]) * len(config["seeds"]))
     assert not (tmp_path / "data").exists()

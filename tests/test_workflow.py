@@ -217,6 +217,7 @@ def test_corrupted_data_fails_its_checksum(finished_run, tmp_path):
         (lambda c: c["train"].update(epochs=3), "epochs"),
         (lambda c: c.update(seeds="zero"), "seeds"),
         (lambda c: c["optimizers"]["sgd"].pop("lr"), "lr"),
+        (lambda c: c.update(seed_jobs="per-seed"), "seed_jobs"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, tiny_config, mutate, message):
@@ -226,6 +227,26 @@ def test_bad_config_stops_before_any_job(tmp_path, tiny_config, mutate, message)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "data").exists()  # nothing was fetched or trained
+
+
+def test_separate_seed_jobs_make_one_training_job_per_seed(tmp_path, tiny_config):
+    """`seed_jobs: separate` (the SLURM profile's): every training rule has one job per seed where
+    `together` has one per seed list, and each job's console line names its seed. That the outputs
+    are equal, and that switching reruns nothing, is checked on a real cluster (test_cluster.py)."""
+    counts = {}
+    for mode in ("together", "separate"):
+        write_config(tmp_path / mode, {**tiny_config, "seed_jobs": mode})
+        proc = snakemake(tmp_path / mode, "-n", check=True)
+        counts[mode] = scheduled(proc.stdout)
+    seeds, ablation, sweep, budget = (len(tiny_config["seeds"]), len(tiny_config["ablation"]["seeds"]),
+                                      len(tiny_config["sweep"]["seeds"]), tiny_config["budget"])
+    per_job = {"train": seeds, "train_ablation": ablation, "sweep_train": sweep,
+               "budget_validation": len(budget["validation_seeds"]), "budget_train": len(budget["seeds"])}
+    assert {rule: counts["separate"][rule] for rule in per_job} == {
+        rule: counts["together"][rule] * n for rule, n in per_job.items()}
+    assert {rule: n for rule, n in counts["separate"].items() if rule not in per_job} == {
+        rule: n for rule, n in counts["together"].items() if rule not in per_job}
+    assert "train permuted/sgd: seed 1" in proc.stdout and "lr 0.1: validation seed 1001" in proc.stdout
 
 
 def test_snakemake_lint_is_clean():

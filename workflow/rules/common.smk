@@ -46,6 +46,12 @@ OPTIMIZERS = list(config["optimizers"])  # the headline comparison, in legend or
 ENTRIES = _config.optimizer_entries(config)  # plus the Shampoo ablation's variants
 SEEDS = [int(s) for s in config["seeds"]]
 THREADS = config["train"]["threads"]
+# Training-job granularity (config `seed_jobs`, schema): "together", one job per (benchmark,
+# optimizer[, lr or epochs]) trains its seeds one after another; "separate", one job per seed, so that
+# a cluster runs them at once. Paths of logs and benchmarks gain /seed{seed} in the second case. The
+# rules' params (the run specs) list every seed either way, so switching it reruns nothing.
+SEED_JOBS = config["seed_jobs"]
+PER_SEED = "" if SEED_JOBS == "together" else "/seed{seed}"
 # Every rule that trains (train, its ablation, the sweep and both budget rules) asks a cluster for one
 # GPU when the config trains on CUDA (train.device: cuda); the SLURM plugin turns it into --gpus=1.
 TRAIN_GPUS = 1 if config["train"]["device"].startswith("cuda") else 0
@@ -101,6 +107,21 @@ def code(*modules):
 
 
 # ---- run specs (optbias.continual.types.RunSpec): everything that determines a run
+
+
+def seed_outputs(pattern, seeds):
+    """A training job's outputs: every seed's of ``seeds`` (together) or its own seed's (separate)."""
+    return expand(pattern, seed=seeds, allow_missing=True) if SEED_JOBS == "together" else [pattern]
+
+
+def job_seeds(wildcards, seeds):
+    """The seeds one training job runs, in order: all of ``seeds``, or the one in its wildcards."""
+    return [int(s) for s in seeds] if SEED_JOBS == "together" else [int(wildcards.seed)]
+
+
+def seeds_message(seeds, kind="seeds"):
+    """The end of a training job's console line: '5 seeds', or 'seed {wildcards.seed}'."""
+    return f"{len(seeds)} {kind}" if SEED_JOBS == "together" else f"{kind[:-1]} {{wildcards.seed}}"
 
 
 def run_spec(benchmark, optimizer, seed):

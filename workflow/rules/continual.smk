@@ -11,26 +11,28 @@ rule train:
 
     The seeds run one after another in one process: each run seeds itself, so its results equal
     those of a process of its own, and the job pays torch's start-up (~4 s) once, not per seed.
+    With `seed_jobs: separate` (the SLURM profile) each seed is a job of its own instead, here and
+    in every other training rule; the outputs are the same.
     """
     input:
         **DATA,
     output:
-        metrics=expand(f"{RUN}/metrics.json", seed=SEEDS, allow_missing=True),
-        checkpoints=directory(expand(f"{RUN}/checkpoints", seed=SEEDS, allow_missing=True)),
+        metrics=seed_outputs(f"{RUN}/metrics.json", SEEDS),
+        checkpoints=directory(seed_outputs(f"{RUN}/checkpoints", SEEDS)),
     params:
         specs=lambda w: [run_spec(w.benchmark, w.optimizer, seed) for seed in SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(OPTIMIZERS),
     message:
-        f"train {{wildcards.benchmark}}/{{wildcards.optimizer}}: {len(SEEDS)} seeds"
+        f"train {{wildcards.benchmark}}/{{wildcards.optimizer}}: {seeds_message(SEEDS)}"
     threads: THREADS
-    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(SEEDS))
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(job_seeds(w, SEEDS)))
     resources:
         gpu=TRAIN_GPUS,
     log:
-        "logs/train/{benchmark}/{optimizer}.log",
+        f"logs/train/{{benchmark}}/{{optimizer}}{PER_SEED}.log",
     benchmark:
-        "benchmarks/train/{benchmark}/{optimizer}.tsv"
+        f"benchmarks/train/{{benchmark}}/{{optimizer}}{PER_SEED}.tsv"
     conda:
         ENV
     script:
@@ -39,15 +41,15 @@ rule train:
 
 use rule train as train_ablation with:
     output:
-        metrics=expand(f"{RUN}/metrics.json", seed=ABLATION_SEEDS, allow_missing=True),
-        checkpoints=directory(expand(f"{RUN}/checkpoints", seed=ABLATION_SEEDS, allow_missing=True)),
+        metrics=seed_outputs(f"{RUN}/metrics.json", ABLATION_SEEDS),
+        checkpoints=directory(seed_outputs(f"{RUN}/checkpoints", ABLATION_SEEDS)),
     params:
         specs=lambda w: [run_spec(w.benchmark, w.optimizer, seed) for seed in ABLATION_SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(ABLATION.get("variants", {})),
     message:
-        f"train ablation {{wildcards.benchmark}}/{{wildcards.optimizer}}: {len(ABLATION_SEEDS)} seeds"
-    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(ABLATION_SEEDS))
+        f"train ablation {{wildcards.benchmark}}/{{wildcards.optimizer}}: {seeds_message(ABLATION_SEEDS)}"
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(job_seeds(w, ABLATION_SEEDS)))
 
 
 rule summarize:
@@ -77,21 +79,21 @@ rule sweep_train:
     input:
         **DATA,
     output:
-        metrics=expand(f"{SWEEP_RUN}/metrics.json", seed=SWEEP_SEEDS, allow_missing=True),
+        metrics=seed_outputs(f"{SWEEP_RUN}/metrics.json", SWEEP_SEEDS),
     params:
         specs=lambda w: [sweep_spec(w.benchmark, w.optimizer, w.lr, seed) for seed in SWEEP_SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(SWEEP.get("lrs", {})),
     message:
-        f"learning-rate sweep {{wildcards.benchmark}}/{{wildcards.optimizer}} lr {{wildcards.lr}}: {len(SWEEP_SEEDS)} validation seeds"
+        f"learning-rate sweep {{wildcards.benchmark}}/{{wildcards.optimizer}} lr {{wildcards.lr}}: {seeds_message(SWEEP_SEEDS, 'validation seeds')}"
     threads: THREADS
-    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(SWEEP_SEEDS))
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(job_seeds(w, SWEEP_SEEDS)))
     resources:
         gpu=TRAIN_GPUS,
     log:
-        "logs/sweep/{benchmark}/{optimizer}/lr{lr}.log",
+        f"logs/sweep/{{benchmark}}/{{optimizer}}/lr{{lr}}{PER_SEED}.log",
     benchmark:
-        "benchmarks/sweep/{benchmark}/{optimizer}/lr{lr}.tsv"
+        f"benchmarks/sweep/{{benchmark}}/{{optimizer}}/lr{{lr}}{PER_SEED}.tsv"
     conda:
         ENV
     script:
@@ -147,22 +149,22 @@ rule budget_validation:
     input:
         **DATA,
     output:
-        metrics=expand(f"{BUDGET_VAL_RUN}/metrics.json", seed=BUDGET_VAL_SEEDS, allow_missing=True),
+        metrics=seed_outputs(f"{BUDGET_VAL_RUN}/metrics.json", BUDGET_VAL_SEEDS),
     params:
         specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=True)
                          for seed in BUDGET_VAL_SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(OPTIMIZERS),
     message:
-        f"budget rule {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {len(BUDGET_VAL_SEEDS)} validation seeds"
+        f"budget rule {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {seeds_message(BUDGET_VAL_SEEDS, 'validation seeds')}"
     threads: THREADS
-    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(BUDGET_VAL_SEEDS), w.epochs)
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(job_seeds(w, BUDGET_VAL_SEEDS)), w.epochs)
     resources:
         gpu=TRAIN_GPUS,
     log:
-        "logs/budget/validation/{benchmark}/{optimizer}/epochs{epochs}.log",
+        f"logs/budget/validation/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.log",
     benchmark:
-        "benchmarks/budget/validation/{benchmark}/{optimizer}/epochs{epochs}.tsv"
+        f"benchmarks/budget/validation/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.tsv"
     conda:
         ENV
     script:
@@ -197,22 +199,22 @@ rule budget_train:
     input:
         **DATA,
     output:
-        metrics=expand(f"{BUDGET_RUN}/metrics.json", seed=BUDGET_SEEDS, allow_missing=True),
+        metrics=seed_outputs(f"{BUDGET_RUN}/metrics.json", BUDGET_SEEDS),
     params:
         specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=False)
                          for seed in BUDGET_SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(OPTIMIZERS),
     message:
-        f"budget experiment {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {len(BUDGET_SEEDS)} seeds"
+        f"budget experiment {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {seeds_message(BUDGET_SEEDS)}"
     threads: THREADS
-    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(BUDGET_SEEDS), w.epochs)
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(job_seeds(w, BUDGET_SEEDS)), w.epochs)
     resources:
         gpu=TRAIN_GPUS,
     log:
-        "logs/budget/runs/{benchmark}/{optimizer}/epochs{epochs}.log",
+        f"logs/budget/runs/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.log",
     benchmark:
-        "benchmarks/budget/runs/{benchmark}/{optimizer}/epochs{epochs}.tsv"
+        f"benchmarks/budget/runs/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.tsv"
     conda:
         ENV
     script:
