@@ -48,10 +48,12 @@ SEEDS = [int(s) for s in config["seeds"]]
 THREADS = config["train"]["threads"]
 # Training-job granularity (config `seed_jobs`, schema): "together", one job per (benchmark,
 # optimizer[, lr or epochs]) trains its seeds one after another; "separate", one job per seed, so that
-# a cluster runs them at once. Paths of logs and benchmarks gain /seed{seed} in the second case. The
+# a cluster runs them at once. Paths of logs and benchmarks gain seed{seed} in the second case. The
 # rules' params (the run specs) list every seed either way, so switching it reruns nothing.
 SEED_JOBS = config["seed_jobs"]
-PER_SEED = "" if SEED_JOBS == "together" else "/seed{seed}"
+# The config as the report shows it (the params of the paper rule), without how jobs are cut, which changes
+# no result, so that switching `seed_jobs` does not render the report again.
+REPORTED_CONFIG = {key: value for key, value in config.items() if key != "seed_jobs"}
 # Every rule that trains (train, its ablation, the sweep and both budget rules) asks a cluster for one
 # GPU when the config trains on CUDA (train.device: cuda); the SLURM plugin turns it into --gpus=1.
 TRAIN_GPUS = 1 if config["train"]["device"].startswith("cuda") else 0
@@ -110,8 +112,16 @@ def code(*modules):
 
 
 def seed_outputs(pattern, seeds):
-    """A training job's outputs: every seed's of ``seeds`` (together) or its own seed's (separate)."""
-    return expand(pattern, seed=seeds, allow_missing=True) if SEED_JOBS == "together" else [pattern]
+    """A training job's outputs: every seed's of ``seeds`` (together) or its own seed's, one of
+    ``seeds`` (separate: a seed the rule does not train has no job, as in the together case)."""
+    if SEED_JOBS == "together":
+        return expand(pattern, seed=seeds, allow_missing=True)
+    return [pattern.replace("{seed}", "{seed,%s}" % _alternatives([str(s) for s in seeds]))]
+
+
+def per_seed(stem, suffix):
+    """A training job's log or benchmark path: ``stem`` + ``suffix``, or ``stem``/seed{seed} + ``suffix``."""
+    return stem + suffix if SEED_JOBS == "together" else os.path.join(stem, "seed{seed}") + suffix
 
 
 def job_seeds(wildcards, seeds):

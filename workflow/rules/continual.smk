@@ -1,8 +1,9 @@
 # Continual learning (src/optbias/continual/): the learning-rate sweep, training every optimizer on
 # every benchmark, the Shampoo mechanism ablation, the summaries and their figures.
 #
-# A training job trains every seed of one (benchmark, optimizer) in one process; its params are
-# the full run specs, so it reruns exactly when a spec changes. The summary and figure jobs take
+# A training job trains every seed of one (benchmark, optimizer) in one process, or one seed with
+# `seed_jobs: separate` (common.smk); its params are the full run specs of every seed either way,
+# so it reruns exactly when a spec changes. The summary and figure jobs take
 # their library code as an input (`code(...)`), so editing it reruns them, never the training.
 
 
@@ -30,9 +31,9 @@ rule train:
     resources:
         gpu=TRAIN_GPUS,
     log:
-        f"logs/train/{{benchmark}}/{{optimizer}}{PER_SEED}.log",
+        per_seed("logs/train/{benchmark}/{optimizer}", ".log"),
     benchmark:
-        f"benchmarks/train/{{benchmark}}/{{optimizer}}{PER_SEED}.tsv"
+        per_seed("benchmarks/train/{benchmark}/{optimizer}", ".tsv")
     conda:
         ENV
     script:
@@ -72,7 +73,8 @@ rule summarize:
 
 
 rule sweep_train:
-    """One learning-rate candidate of one (benchmark, optimizer) on every validation seed, in one process.
+    """One learning-rate candidate of one (benchmark, optimizer) on every validation seed, in one process
+    (or on one seed per job: seed_jobs).
 
     Each run uses a validation seed and a held-out split and records a divergence instead of failing.
     """
@@ -91,9 +93,9 @@ rule sweep_train:
     resources:
         gpu=TRAIN_GPUS,
     log:
-        f"logs/sweep/{{benchmark}}/{{optimizer}}/lr{{lr}}{PER_SEED}.log",
+        per_seed("logs/sweep/{benchmark}/{optimizer}/lr{lr}", ".log"),
     benchmark:
-        f"benchmarks/sweep/{{benchmark}}/{{optimizer}}/lr{{lr}}{PER_SEED}.tsv"
+        per_seed("benchmarks/sweep/{benchmark}/{optimizer}/lr{lr}", ".tsv")
     conda:
         ENV
     script:
@@ -162,9 +164,9 @@ rule budget_validation:
     resources:
         gpu=TRAIN_GPUS,
     log:
-        f"logs/budget/validation/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.log",
+        per_seed("logs/budget/validation/{benchmark}/{optimizer}/epochs{epochs}", ".log"),
     benchmark:
-        f"benchmarks/budget/validation/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.tsv"
+        per_seed("benchmarks/budget/validation/{benchmark}/{optimizer}/epochs{epochs}", ".tsv")
     conda:
         ENV
     script:
@@ -212,9 +214,9 @@ rule budget_train:
     resources:
         gpu=TRAIN_GPUS,
     log:
-        f"logs/budget/runs/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.log",
+        per_seed("logs/budget/runs/{benchmark}/{optimizer}/epochs{epochs}", ".log"),
     benchmark:
-        f"benchmarks/budget/runs/{{benchmark}}/{{optimizer}}/epochs{{epochs}}{PER_SEED}.tsv"
+        per_seed("benchmarks/budget/runs/{benchmark}/{optimizer}/epochs{epochs}", ".tsv")
     conda:
         ENV
     script:

@@ -36,7 +36,7 @@ rule paper:
     output:
         report("paper/build/paper.html", caption="../report/paper.rst", category="Paper"),
     params:
-        config=config,
+        config=REPORTED_CONFIG,
     message:
         "render {output}"
     log:

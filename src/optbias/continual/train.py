@@ -203,7 +203,8 @@ def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: li
     """Train several independent runs one after another in this process; print ``describe`` of each.
 
     Why: a process pays ~3-4 s of start-up (importing torch and torch.optim's dynamo hooks), as much
-    as a whole small run; the workflow trains every seed of one (benchmark, optimizer) in one job.
+    as a whole small run; the workflow trains every seed of one (benchmark, optimizer) in one job
+    (unless `seed_jobs: separate`, for a cluster).
     Each run seeds itself (``make_deterministic``), so its results equal those of a run on its own.
     Every spec is checked before the first run starts; each metrics file is written when its run
     ends. Raises ``ValueError`` when the three lists differ in length.

@@ -10,4 +10,5 @@ with job(snakemake):  # from here on, everything (imports too) goes to the rule'
     specs = snakemake.params.specs
     if "seed" in snakemake.wildcards.keys():
         specs = [spec for spec in specs if spec["seed"] == int(snakemake.wildcards.seed)]
+        assert len(specs) == 1, f"seed {snakemake.wildcards.seed}: {len(specs)} runs in the rule's params, expected 1"
     train_runs(specs, snakemake.input.data, snakemake.output.metrics, snakemake.output.get("checkpoints"))
