@@ -151,16 +151,6 @@ def full_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return workdir, proc
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """`make test` runs two pytest-xdist workers with --dist loadgroup ([tool.pytest.ini_options]):
-    every test that needs the shared run (``full_run``, ~8 min on 2 cores) goes to one worker, in one
-    group, so that run is made once; the SLURM tests (one throwaway cluster, /etc/slurm) form another
-    group; the other worker takes everything else meanwhile."""
-    for item in items:
-        if "full_run" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("full_run"))
-
-
 def copy_run(workdir: Path, dest: Path) -> Path:
     """A copy of a finished run (timestamps and Snakemake's metadata kept) to modify freely."""
     import shutil

@@ -5,7 +5,7 @@
   cannot be part of a path; a key YAML read as a boolean, number or null; a number written as
   text; a non-finite number) and every one must be rejected by ``optbias.config.validate``, the
   function the Snakefile calls before it builds the DAG, with a message that names the key. The
-  count tried is printed (``pytest -n 0 -s``) and recorded (``record_property``, in ``--junitxml``).
+  count tried is printed (``pytest -s``) and recorded (``record_property``, in ``--junitxml``).
   A few kinds also go through a real ``snakemake -n``: it stops, names the key, schedules nothing.
 * JSON outputs refuse NaN and infinity, naming the field; nothing is written.
 * A truncated or corrupted checkpoint is refused by every reader, naming the file and the command
@@ -175,7 +175,7 @@ def test_invalid_configs_drawn_from_the_schema_are_rejected_naming_the_key(recor
 
     rejected()
     total = sum(tried.values())
-    record_property("invalid_configs_tried", total)  # record_property: pytest-xdist workers pass it on
+    record_property("invalid_configs_tried", total)
     record_property("invalid_configs_by_kind", dict(tried))
     print(f"\n{total} invalid configs tried, all rejected naming the key: {dict(tried)}")
     assert total >= 200 and set(tried) == set(KINDS), tried

@@ -21,7 +21,7 @@ import yaml
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, scheduled, snakemake, write_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster at a time (/etc/slurm)
+pytestmark = pytest.mark.slow
 
 SCRIPT = REPO / "workflow/cluster/slurm.sh"
 README_STATE = "/tmp/optbias-slurm"  # the state directory the README's commands use

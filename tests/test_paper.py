@@ -244,7 +244,7 @@ def browser_check(page: str, workdir) -> dict:
         pytest.fail("headless Chromium is not installed: apt-get install -y chromium (as .ci/run does)")
     path = workdir / "check.html"
     path.write_text(page.replace("</body>", BROWSER_PROBE + "</body>"))
-    # A profile of its own: two test workers (pytest-xdist) may run Chromium at once, and a second
+    # A profile of its own: two processes may run Chromium at once, and a second
     # instance on a profile in use hands its page to the first and exits.
     proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
                            f"--user-data-dir={workdir / 'chromium-profile'}", "--dump-dom", path.as_uri()],

@@ -171,8 +171,8 @@ def mirrored(workdir: Path, root: Path) -> tuple[Path, Path]:
     """Copies of the repository's tracked files and of a finished run under ``root``, each at its
     own absolute path below it (``root``/work/main, ``root``/tmp/...): the code inputs, paths relative
     to the run (common.smk, SRC), then name the copy's files with the same strings, and the run is
-    up to date. A test that edits code edits the copy, never the repository that other tests (the
-    other pytest-xdist worker) are running at the same time."""
+    up to date. A test that edits code edits the copy, never the repository, which other test
+    processes may be running at the same time."""
     import shutil
     import subprocess
 
