@@ -12,7 +12,9 @@ import getpass
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +41,6 @@ def readme_commands() -> list[str]:
 @pytest.fixture(scope="module")
 def cluster():
     """The README's start command, with a temporary state directory; stopped afterwards by PID."""
-    import shutil
-    import tempfile
-
     start, *_, stop = readme_commands()
     state = Path(tempfile.mkdtemp(prefix="optbias-slurm-", dir="/tmp"))  # munged: every parent searchable
     proc = subprocess.run(start.replace(README_STATE, str(state)), shell=True, cwd=REPO, capture_output=True,
@@ -55,6 +54,50 @@ def cluster():
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values()), "a daemon survived the stop command"
     assert not Path("/etc/slurm/slurm.conf").exists()
     shutil.rmtree(state)
+
+
+def test_a_link_left_by_an_interrupted_cluster_is_cleared_before_a_new_one_starts(tmp_path):
+    """A run killed before `stop` leaves /etc/slurm/slurm.conf linking to its state directory (CI
+    once failed on such a link). `start` clears it when that cluster's slurmctld is gone, and kills
+    only processes its PID files name by the daemon's name: a reused PID survives."""
+    import signal
+
+    link = Path("/etc/slurm/slurm.conf")
+    assert not link.exists() and not link.is_symlink(), f"{link} exists: stop the cluster it belongs to first"
+    stale = tmp_path / "stale"
+    (stale / "run").mkdir(parents=True)
+    (stale / "slurm.conf").write_text("ClusterName=interrupted\n")
+    bystander = subprocess.Popen(["sleep", "300"])  # a live PID that is not a SLURM daemon
+    for daemon in ("slurmctld", "slurmd", "munged"):
+        (stale / "run" / f"{daemon}.pid").write_text(f"{bystander.pid}\n")
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(stale / "slurm.conf")
+    fresh = Path(tempfile.mkdtemp(prefix="optbias-slurm-", dir="/tmp"))
+    try:
+        proc = subprocess.run(["bash", str(SCRIPT), "start", str(fresh)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"links to {stale / 'slurm.conf'}, whose slurmctld is not running" in proc.stderr, proc.stderr
+        assert Path(os.readlink(link)) == fresh / "slurm.conf"
+        assert bystander.poll() is None, "a process that only reused a daemon's PID was killed"
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(fresh)], timeout=120)
+        bystander.send_signal(signal.SIGTERM)
+        bystander.wait()
+        if link.is_symlink() and Path(os.readlink(link)).parent in (stale, fresh):
+            link.unlink()
+        shutil.rmtree(fresh)
+    assert not link.is_symlink()
+
+
+def test_start_refuses_the_config_of_a_cluster_that_is_running(cluster, tmp_path):
+    link = Path("/etc/slurm/slurm.conf")
+    proc = subprocess.run(["bash", str(SCRIPT), "start", str(tmp_path / "second")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1 and "exists and is not this cluster's: stop that cluster first" in proc.stderr
+    assert Path(os.readlink(link)) == cluster / "slurm.conf"
+    sinfo = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                           env={**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}, timeout=30)
+    assert sinfo.stdout.split() == ["idle"], sinfo.stdout + sinfo.stderr
 
 
 def slurm_command() -> list[str]:

@@ -9,7 +9,9 @@
 # Every file (config, munge key and socket, spool, logs, PID files) lives under STATE_DIR, except one
 # symlink, /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf: the executor plugin's job step runs `srun`
 # with every SLURM_* variable removed, SLURM_CONF included, so srun must find the config at its
-# built-in path. `start` refuses to replace a slurm.conf that is not its own; `stop` removes the link.
+# built-in path. `start` refuses to replace a slurm.conf that is not its own, except a link left by
+# an interrupted run (its slurmctld is gone), whose remaining daemons it stops first; `stop` removes
+# the link. Daemons are stopped only when their PID file names a live process of that name.
 #
 # No accounting (slurmdbd): `sacct` has nothing to report here, so Snakemake must poll with
 # `--slurm-status-command squeue`. MinJobAge keeps finished jobs visible to squeue for 10 minutes,
@@ -29,8 +31,16 @@ start() {
   for tool in munged slurmctld slurmd sinfo; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge" >&2; exit 1; }
   done
-  if [ -s "$state/run/slurmctld.pid" ] && kill -0 "$(cat "$state/run/slurmctld.pid")" 2>/dev/null; then
+  if running slurmctld "$state"; then
     echo "a cluster is already running from $state: stop it first ($0 stop $state)" >&2; exit 1
+  fi
+  local other
+  other=$(readlink /etc/slurm/slurm.conf || true)
+  if [ -n "$other" ] && [ "$other" != "$conf" ] && ! running slurmctld "$(dirname "$other")"; then
+    # Our link, left by a cluster that was killed (an interrupted run): stop what is left of it.
+    echo "/etc/slurm/slurm.conf links to $other, whose slurmctld is not running: stopping what is left of that cluster" >&2
+    bash "$0" stop "$(dirname "$other")" >&2
+    rm -f /etc/slurm/slurm.conf
   fi
   if [ -e /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" != "$conf" ]; then
     echo "/etc/slurm/slurm.conf exists and is not this cluster's: stop that cluster first (or move the file)" >&2; exit 1
@@ -99,11 +109,16 @@ EOF
   exit 1
 }
 
+running() {  # daemon state_dir: whether the PID file names a live process of that name (not a reused PID)
+  local file="$2/run/$1.pid"
+  [ -s "$file" ] && [ "$(cat "/proc/$(cat "$file")/comm" 2>/dev/null)" = "$1" ]
+}
+
 stop_daemon() {  # name: TERM by PID file, KILL after 15 s
   local file="$state/run/$1.pid" pid
   [ -s "$file" ] || return 0
   pid=$(cat "$file")
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$1" "$state"; then
     kill -TERM "$pid"
     for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
@@ -113,7 +128,7 @@ stop_daemon() {  # name: TERM by PID file, KILL after 15 s
 }
 
 stop() {
-  if [ -s "$state/run/slurmctld.pid" ]; then  # cancel what is left, so its job steps end with slurmd
+  if running slurmctld "$state"; then  # cancel what is left, so its job steps end with slurmd
     SLURM_CONF=$conf timeout 10 scancel --user="$(id -un)" 2>/dev/null || true
   fi
   stop_daemon slurmd
