@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -41,19 +42,10 @@ def leaf_rules(workdir: Path) -> set[str]:
     return set(names.values()) - feeds - {"all"}
 
 
-def test_deleting_any_output_schedules_exactly_its_producer_and_what_depends_on_it(full_run, tmp_path,
-                                                                                   tmp_path_factory):
-    # Next to the original: the code inputs are paths relative to the working directory, so a copy
-    # at another depth would see a changed set of inputs everywhere.
-    workdir = copy_run(full_run[0], tmp_path_factory.getbasetemp() / "deletion_run")
-    assert "Nothing to be done" in snakemake(workdir, "-n", check=True).stdout
-    kinds, leaves = outputs_by_kind(workdir), leaf_rules(workdir)
-    rules = {rule for rule, _ in kinds}
-    assert {"fetch", "train", "train_ablation", "sweep_train", "budget_validation", "budget_train", "probe",
-            "powerprop_method", "track", "audit", "paper"} <= rules, sorted(rules)
-    assert {("train", "metrics.json"), ("train", "checkpoints")} <= set(kinds) and {"paper"} <= leaves
-    aside = tmp_path / "aside"
-    for (rule, kind), path in sorted(kinds.items()):
+def check_deletions(workdir: Path, kinds: list[tuple[tuple[str, str], str]], leaves: set[str], aside: Path) -> None:
+    """Delete each output of ``kinds`` in ``workdir`` in turn: `snakemake -n` must schedule exactly
+    its producer and what is downstream; the file is put back (time stamps kept) after each."""
+    for (rule, kind), path in kinds:
         expected = ({rule: 1, "all": 1} if rule in leaves else
                     scheduled(snakemake(workdir, "-n", "--forcerun", path, check=True).stdout))
         moved = aside / path
@@ -65,5 +57,26 @@ def test_deleting_any_output_schedules_exactly_its_producer_and_what_depends_on_
             shutil.move(moved, workdir / path)
         assert got.get(rule, 0) >= 1, f"deleting {path} does not rerun its rule {rule}: {got}"
         assert got == expected, f"deleting {path}: scheduled {got}, its producer and downstream are {expected}"
-    assert "Nothing to be done" in snakemake(workdir, "-n", check=True).stdout
+
+
+def test_deleting_any_output_schedules_exactly_its_producer_and_what_depends_on_it(full_run, tmp_path,
+                                                                                   tmp_path_factory):
+    # Two copies, each deleting half of the outputs, one Snakemake at a time per copy (two cores).
+    # Next to the original: the code inputs are paths relative to the working directory, so a copy
+    # at another depth would see a changed set of inputs everywhere.
+    workdirs = [copy_run(full_run[0], tmp_path_factory.getbasetemp() / f"deletion_run{i}") for i in range(2)]
+    assert "Nothing to be done" in snakemake(workdirs[0], "-n", check=True).stdout
+    kinds, leaves = outputs_by_kind(workdirs[0]), leaf_rules(workdirs[0])
+    rules = {rule for rule, _ in kinds}
+    assert {"fetch", "train", "train_ablation", "sweep_train", "budget_validation", "budget_train", "probe",
+            "powerprop_method", "track", "audit", "paper"} <= rules, sorted(rules)
+    assert {("train", "metrics.json"), ("train", "checkpoints")} <= set(kinds) and {"paper"} <= leaves
+    items = sorted(kinds.items())
+    with ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(check_deletions, workdir, items[i::2], leaves, tmp_path / f"aside{i}")
+                for i, workdir in enumerate(workdirs)]
+        for future in done:
+            future.result()  # re-raises the first failed assertion of that half
+    for workdir in workdirs:
+        assert "Nothing to be done" in snakemake(workdir, "-n", check=True).stdout
     print(f"{len(kinds)} outputs deleted one at a time, one per rule ({len(rules)} rules, {len(leaves)} of them leaves)")
