@@ -66,6 +66,7 @@ def test_a_link_left_by_an_interrupted_cluster_is_cleared_before_a_new_one_start
     assert not link.exists() and not link.is_symlink(), f"{link} exists: stop the cluster it belongs to first"
     stale = tmp_path / "stale"
     (stale / "run").mkdir(parents=True)
+    (stale / "munge").mkdir()
     (stale / "slurm.conf").write_text("ClusterName=interrupted\n")
     bystander = subprocess.Popen(["sleep", "300"])  # a live PID that is not a SLURM daemon
     for daemon in ("slurmctld", "slurmd", "munged"):
@@ -86,6 +87,30 @@ def test_a_link_left_by_an_interrupted_cluster_is_cleared_before_a_new_one_start
         if link.is_symlink() and Path(os.readlink(link)).parent in (stale, fresh):
             link.unlink()
         shutil.rmtree(fresh)
+    assert not link.is_symlink()
+
+
+def test_start_refuses_a_link_that_is_not_one_of_its_clusters(tmp_path):
+    """A symlinked /etc/slurm/slurm.conf whose directory lacks this script's run/ and munge/ (an
+    administrator's config, say) is never removed, even with no slurmctld running."""
+    link = Path("/etc/slurm/slurm.conf")
+    assert not link.exists() and not link.is_symlink(), f"{link} exists: stop the cluster it belongs to first"
+    foreign = tmp_path / "admin"
+    foreign.mkdir()
+    (foreign / "slurm.conf").write_text("ClusterName=site\n")
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(foreign / "slurm.conf")
+    try:
+        proc = subprocess.run(["bash", str(SCRIPT), "start", str(tmp_path / "ours")], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "exists and is not this cluster's: stop that cluster first" in proc.stderr, proc.stderr
+        assert "stopping what is left" not in proc.stderr, proc.stderr
+        assert Path(os.readlink(link)) == foreign / "slurm.conf"
+        assert not (tmp_path / "ours" / "run").exists(), "start went on after refusing"
+    finally:
+        if link.is_symlink() and Path(os.readlink(link)) == foreign / "slurm.conf":
+            link.unlink()
     assert not link.is_symlink()
 
 
