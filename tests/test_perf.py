@@ -11,6 +11,12 @@ def test_flop_counts_match_hand_computation():
     stats = 2 * (m * m * n + n * n * m)
     precond = 2 * (m * m * n + m * n * n)
     assert perf.shampoo_flops_per_step([]) == stats + precond
+    # With gradient factors at batch b: the cheaper of the two counts (2 FLOPs per multiply-add).
+    b = 4  # 784 x 10 is cheaper factored at b = 4: 2b^2(m+n) + 2b(m^2+n^2) + mnb + 2mn multiply-adds
+    factored = 2 * b * b * (m + n) + 2 * b * (m * m + n * n) + m * n * b + 2 * m * n
+    assert factored < (stats + precond) / 2
+    assert perf.shampoo_flops_per_step([], factored_batch=b) == 2 * factored
+    assert perf.shampoo_flops_per_step([], factored_batch=512) == stats + precond  # no saving: dense
     assert perf.model_flops_per_step([], batch=64) == 6 * 64 * m * n
     assert perf.model_flops_per_step([5], batch=2) == 6 * 2 * (784 * 5 + 5 * 10)
 
@@ -104,7 +110,9 @@ def test_bench_prints_all_five_figures(tmp_path):
                    "SGD step / matmul peak", "`make reproduce`", "Fixed cost of one training job"):
         assert figure in text, figure
     sh, tp = result["shampoo"], result["throughput"]
-    assert sh["ratio_to_peer"] == pytest.approx(sh["step_ms"]["float32 roots"] / sh["peer_step_ms"])
+    assert sh["configured"] == "float32 roots, gradient factors" and sh["gradient_factors"]  # config.yaml's choice
+    assert sh["ratio_to_peer"] == pytest.approx(sh["step_ms"][sh["configured"]] / sh["peer_step_ms"])
+    assert set(sh["step_ms"]) == {"float64 roots", "float32 roots", "float32 roots, gradient factors"}
     for opt in ("sgd", "adamw"):
         rates = tp[opt]["samples_per_s"]
         assert tp[opt]["ratio_to_plain"] == pytest.approx(rates["optbias"] / rates["plain torch loop"])

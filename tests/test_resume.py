@@ -71,6 +71,8 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
     ({"type": "adamw", "lr": 1e-3, "weight_decay": 1e-2}, False),
     ({"type": "shampoo", "lr": 0.05, "update_freq": 3}, False),
     ({"type": "shampoo", "lr": 0.05, "update_freq": 3}, True),  # the ablation's reset variant
+    ({"type": "shampoo", "lr": 0.05, "update_freq": 3, "root_dtype": "float32", "gradient_factors": True},
+     True),  # the config's Shampoo: hooks on the model, re-attached by each reset optimizer
     ({"type": "adagrad", "lr": 0.01}, False),
     ({"type": "muon", "lr": 0.01}, False),  # a composite: Muon and AdamW share one state_dict
     ({"type": "soap", "lr": 3e-3, "precondition_frequency": 3}, False),

@@ -176,3 +176,15 @@ def test_metrics_record_the_machine_that_made_them(dataset):
     assert m["torch_threads"] == 1 and m["torch"] == torch.__version__ and m["cpu_count"] >= 1
     assert m["cpu_model"] and m["cpu_model"] != "unknown" and m["blas"] != "unknown"
     assert m == engine.machine() | {"torch_threads": 1}  # the same machine reports the same
+
+
+def test_the_configs_shampoo_trains_from_gradient_factors(dataset):
+    """train_run hands the model to the optimizer (registry.build(model=...)): with Shampoo's
+    gradient_factors on, the updates of the large weights come from the captured factors, and
+    the run records how many (optimizer_diagnostics)."""
+    entry = {"type": "shampoo", "lr": 0.03, "root_dtype": "float32", "gradient_factors": True}
+    s = spec(entry, optimizer="shampoo", batch_size=16)
+    s["model"] = {"hidden": [64]}  # batch 16 < 64: the factored path is the cheaper one
+    result = train.train_run(s, dataset, progress=False)
+    counters = result["optimizer_diagnostics"]
+    assert counters["factored_updates"] > 0 and counters["factor_mismatches"] == 0, counters

@@ -75,7 +75,8 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
         val_tasks = [t.to(device) for t in val_tasks]
     tasks = [t.to(device) for t in tasks]
     model = init_model(seed, spec["model"]).to(device)
-    make_optimizer = lambda: optim.build(spec["optimizer_cfg"], model.parameters(), spec["optimizer"])  # noqa: E731
+    make_optimizer = lambda: optim.build(spec["optimizer_cfg"], model.parameters(), spec["optimizer"],  # noqa: E731
+                                          model=model)
     optimizer = make_optimizer()
 
     epochs = int(bench_cfg["epochs_per_task"])

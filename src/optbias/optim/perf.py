@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..engine import pick_device
 from ..models import MLP
 from . import registry as optim
+from .gradient_factors import factored_cost
 
 
 def _sync(device: torch.device) -> None:
@@ -33,7 +34,7 @@ def step_time(entry: dict | Callable[[Iterable[torch.Tensor]], torch.optim.Optim
     """
     torch.manual_seed(0)
     model = MLP(784, hidden, 10).to(device)
-    opt = entry(model.parameters()) if callable(entry) else optim.build(entry, model.parameters())
+    opt = entry(model.parameters()) if callable(entry) else optim.build(entry, model.parameters(), model=model)
     x, y = torch.rand(batch, 784, device=device), torch.randint(0, 10, (batch,), device=device)
 
     def one_step() -> None:
@@ -68,15 +69,19 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def shampoo_flops_per_step(hidden: list[int], exponent_sides: int = 2) -> float:
+def shampoo_flops_per_step(hidden: list[int], exponent_sides: int = 2, factored_batch: int | None = None) -> float:
     """Matrix FLOPs Shampoo adds per step: the statistics G G^T, G^T G and the two preconditioning
-    products L^-1/4 G and (.) R^-1/4 for every 2-D weight (roots excluded, they are amortized)."""
+    products L^-1/4 G and (.) R^-1/4 for every 2-D weight (roots excluded, they are amortized).
+
+    ``factored_batch``: with Shampoo's ``gradient_factors`` at this batch, each weight costs the
+    cheaper of the dense and the factored count (optim/gradient_factors.py ``factored_cost``), as the
+    optimizer chooses."""
     widths = [784, *hidden, 10]
     flops = 0.0
     for n_in, n_out in zip(widths[:-1], widths[1:]):
         m, n = n_out, n_in
-        flops += 2 * (m * m * n + n * n * m)  # statistics
-        flops += 2 * (m * m * n + m * n * n)  # preconditioning
+        dense = 2 * (m * m * n + n * n * m) + 2 * (m * m * n + m * n * n)  # statistics, preconditioning
+        flops += dense if factored_batch is None else 2 * min(factored_cost(m, n, factored_batch))
     return flops
 
 

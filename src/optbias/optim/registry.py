@@ -265,9 +265,16 @@ def check(name: str, entry: dict[str, Any]) -> None:
         )
 
 
-def build(entry: dict[str, Any], params: Iterable[torch.nn.Parameter], name: str = "optimizer") -> torch.optim.Optimizer:
+def build(entry: dict[str, Any], params: Iterable[torch.nn.Parameter], name: str = "optimizer",
+          model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
     """Instantiate the optimizer described by a config entry such as ``{type: adam, lr: 1e-3}`` or
-    ``{type: torch.optim.NAdam, lr: 1e-3}``; raises ``OptimizerConfigError`` as ``check`` does."""
+    ``{type: torch.optim.NAdam, lr: 1e-3}``; raises ``OptimizerConfigError`` as ``check`` does.
+
+    ``model``: the module ``params`` come from, handed to the optimizer's ``attach(model)`` when it
+    has one (Shampoo's ``gradient_factors`` hooks its linear layers); other optimizers ignore it."""
     check(name, entry)
     kwargs = {k: v for k, v in entry.items() if k != "type"}
-    return resolve(entry["type"])(params, **kwargs)
+    optimizer = resolve(entry["type"])(params, **kwargs)
+    if model is not None and callable(getattr(optimizer, "attach", None)):
+        optimizer.attach(model)
+    return optimizer

@@ -40,6 +40,14 @@ Everything else is an option with the textbook choice (or the common practical o
   one (tests/test_shampoo_mnist.py); on small problems the parameters stay within 1e-5 of the
   dense float64 reference (tests/test_shampoo.py).
 
+* ``gradient_factors``: after ``attach(model)``, the weight of each ``nn.Linear`` gets its statistics
+  and direction from the layer's input X (B x n) and output gradient D (B x m), G = D^T X
+  (optim/gradient_factors.py), wherever that costs fewer multiply-adds than from G (batch B below
+  the layer's sides). The same algorithm in exact arithmetic; in float32 the factors differ from the
+  dense ones by rounding only (tests/test_shampoo.py states the tolerance). Captured factors are
+  used only when D^T X matches the accumulated gradient (else the dense path runs, counted in
+  ``factor_mismatches``). Off by default; without ``attach`` it has no effect.
+
 Roots are computed with ``torch.linalg.eigh`` in ``root_dtype`` and cast back to the parameter dtype.
 A failed or non-finite root keeps the last good one (identity before the first) and is counted.
 A parameter update that would be non-finite is skipped and counted, so the optimizer never writes
@@ -56,6 +64,7 @@ from typing import Any
 import torch
 
 from .base import PerParameterOptimizer
+from .gradient_factors import GradientFactors, factored_cost, matches, sign_probe
 
 STATISTICS = ("sum", "ema")
 EXPONENTS: dict[str, tuple[float | None, float | None]] = {  # (power on L, power on R); None: side unused
@@ -69,6 +78,7 @@ NON_2D = ("adagrad", "graft")
 ROOT_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 EIGEN_FLOOR = 1e-30  # damped eigenvalues below this (only by underflow) are clamped before the power
 COUNTERS = ("root_failures", "root_computations", "root_retries", "root_time_s", "nonfinite_updates")
+FACTOR_COUNTERS = ("factored_updates", "factor_mismatches")  # reported only when gradient_factors is on
 
 
 def _is_number(value: Any) -> bool:
@@ -100,6 +110,7 @@ def validate(group: dict[str, Any]) -> None:
         ("max_precond_dim", _is_int(group["max_precond_dim"]) and group["max_precond_dim"] >= 1,
          "an integer >= 1"),
         ("root_dtype", group["root_dtype"] in ROOT_DTYPES, " or ".join(map(repr, ROOT_DTYPES))),
+        ("gradient_factors", isinstance(group["gradient_factors"], bool), "true or false"),
     ]
     for name, ok, allowed in checks:
         if not ok:
@@ -183,26 +194,42 @@ class Shampoo(PerParameterOptimizer):
         non_2d: str = "adagrad",
         max_precond_dim: int = 2048,
         root_dtype: str = "float64",
+        gradient_factors: bool = False,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, statistics=statistics, beta2=beta2,
                         exponent=exponent, epsilon=epsilon, epsilon_mode=epsilon_mode, update_freq=update_freq,
                         grafting=grafting, graft_beta1=graft_beta1, graft_beta2=graft_beta2, graft_eps=graft_eps,
-                        non_2d=non_2d, max_precond_dim=max_precond_dim, root_dtype=root_dtype)
+                        non_2d=non_2d, max_precond_dim=max_precond_dim, root_dtype=root_dtype,
+                        gradient_factors=gradient_factors)
         validate(defaults)
         self.root_failures = 0
         self.root_computations = 0
         self.root_retries = 0
         self.root_time_s = 0.0
         self.nonfinite_updates = 0
+        self.factored_updates = 0  # 2-D updates computed from gradient factors
+        self.factor_mismatches = 0  # captured factors that did not match the gradient (dense path used)
+        self._factors: GradientFactors | None = None
+        self._probes: dict[int, torch.Tensor] = {}  # the check's probe vector per weight width
         super().__init__(params, defaults)
+
+    def attach(self, model: torch.nn.Module) -> None:
+        """Capture the gradient factors of ``model``'s linear layers whose weight is in a group with
+        ``gradient_factors`` on (a no-op when none is). Call once, after building the optimizer on
+        ``model``'s parameters; a second call replaces the first capture."""
+        weights = {id(p) for g in self.param_groups if g.get("gradient_factors", False) for p in g["params"]}
+        if self._factors is not None:
+            self._factors.close()
+        self._factors = GradientFactors(model, weights) if weights else None
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         validate(self.param_groups[-1])  # per-group overrides get the same checks as the defaults
 
     def diagnostics(self) -> dict[str, int | float]:
-        """The counters, for the run's metrics."""
-        return {name: getattr(self, name) for name in COUNTERS}
+        """The counters, for the run's metrics (the factor counters only when gradient_factors is on)."""
+        factored = any(g.get("gradient_factors", False) for g in self.param_groups)
+        return {name: getattr(self, name) for name in COUNTERS + (FACTOR_COUNTERS if factored else ())}
 
     def state_dict(self) -> dict[str, Any]:
         state_dict = super().state_dict()
@@ -213,7 +240,7 @@ class Shampoo(PerParameterOptimizer):
         state_dict = dict(state_dict)
         counters = state_dict.pop("diagnostics", {})
         super().load_state_dict(state_dict)
-        for name in COUNTERS:
+        for name in COUNTERS + FACTOR_COUNTERS:
             if name in counters:
                 setattr(self, name, type(getattr(self, name))(counters[name]))
 
@@ -226,7 +253,7 @@ class Shampoo(PerParameterOptimizer):
         state["step"] = state.get("step", 0) + 1
 
         if p.ndim == 2:
-            direction = self._shampoo_direction(grad, state, group)
+            direction = self._shampoo_direction(grad, state, group, self._take_factors(p, grad, group))
             if group["grafting"] != "none":
                 graft_norm, norm = self._graft_direction(grad, state, group).norm(), direction.norm()
                 direction = direction * torch.where(norm > 0, graft_norm / norm, torch.zeros_like(norm))
@@ -245,29 +272,67 @@ class Shampoo(PerParameterOptimizer):
             state["momentum_buffer"] = direction
         p.copy_(new_p)
 
-    def _shampoo_direction(self, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> torch.Tensor:
-        """Accumulate L and R, refresh their roots on schedule, return L^-pL G R^-pR."""
+    def _take_factors(self, p: torch.Tensor, grad: torch.Tensor,
+                      group: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(D, X) with D^T X = grad when they were captured, match, and save work; else None (dense path)."""
+        if self._factors is None or not group.get("gradient_factors", False):
+            return None
+        factors = self._factors.take(p)
+        if factors is None:
+            return None
+        d, x = factors
+        dense, factored = factored_cost(*grad.shape, len(d))
+        if factored >= dense or max(grad.shape) > group["max_precond_dim"]:  # no saving, or a diagonal side
+            return None
+        probe = self._probes.get(grad.shape[1])
+        if probe is None or probe.dtype != grad.dtype or probe.device != grad.device:
+            probe = self._probes[grad.shape[1]] = sign_probe(grad.shape[1], grad.dtype, grad.device)
+        if not matches(grad, d, x, probe):
+            self.factor_mismatches += 1
+            return None
+        self.factored_updates += 1
+        return d, x
+
+    def _shampoo_direction(self, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any],
+                           factors: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Accumulate L and R, refresh their roots on schedule, return L^-pL G R^-pR.
+
+        With ``factors`` (D (B x m), X (B x n), G = D^T X): L += D^T (X X^T) D, R += X^T (D D^T) X
+        and the direction is (L^-pL D^T)(X R^-pR), the same quantities at O(B (m^2 + n^2 + mn)).
+        """
         roots: dict[str, torch.Tensor | None] = {"L": None, "R": None}
         refresh = (state["step"] - 1) % group["update_freq"] == 0
         for side, power in zip("LR", EXPONENTS[group["exponent"]]):
             if power is None:
                 continue
             g = grad if side == "L" else grad.T  # R's statistics are L's statistics of G^T
-            if g.shape[0] > group["max_precond_dim"]:
+            if factors is not None:  # g = u^T v with u (B x rows of g), v (B x columns of g)
+                u, v = factors if side == "L" else factors[::-1]
+                stat = (v @ v.T) @ u  # (B, rows); g g^T = u^T stat, added below without a temporary
+            elif g.shape[0] > group["max_precond_dim"]:
                 stat = (g * g).sum(dim=1)  # the diagonal of g g^T
             else:
                 stat = g @ g.T
             if side not in state:  # roots start as the identity: the fallback if the first root fails
-                state[side] = torch.zeros_like(stat)
-                eye = torch.ones(len(stat), dtype=stat.dtype, device=stat.device)
-                state[f"{side}_root"] = eye if stat.ndim == 1 else torch.diag(eye)
-            if group["statistics"] == "sum":
+                rows, diagonal = g.shape[0], g.shape[0] > group["max_precond_dim"]
+                state[side] = grad.new_zeros(rows if diagonal else (rows, rows))
+                eye = grad.new_ones(rows)
+                state[f"{side}_root"] = eye if diagonal else torch.diag(eye)
+            beta, alpha = (1.0, 1.0) if group["statistics"] == "sum" else (group["beta2"], 1 - group["beta2"])
+            if factors is not None:
+                state[side].addmm_(u.T, stat, beta=beta, alpha=alpha)
+            elif group["statistics"] == "sum":
                 state[side].add_(stat)
             else:
                 state[side].mul_(group["beta2"]).add_(stat, alpha=1 - group["beta2"])
             if refresh:
                 self._refresh_root(state, side, power, group)
             roots[side] = state[f"{side}_root"]
+        if factors is not None:
+            d, x = factors
+            left = d.T if roots["L"] is None else roots["L"] @ d.T  # (m, B)
+            right = x if roots["R"] is None else x @ roots["R"]  # (B, n)
+            return left @ right
         return precondition(grad, roots["L"], roots["R"])
 
     def _refresh_root(self, state: dict[str, Any], side: str, power: float, group: dict[str, Any]) -> None:

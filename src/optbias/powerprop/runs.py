@@ -58,7 +58,7 @@ def build(method: dict, lr: float, seed: int, model_cfg: dict, name: str = "meth
     if alpha is not None:
         powerprop_reparametrize(model, float(alpha))
     entry = {**method["optimizer"], "lr": float(lr)}
-    return model, optim.build(entry, model.parameters(), name)
+    return model, optim.build(entry, model.parameters(), name, model=model)
 
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, epochs: int, batch_size: int,
