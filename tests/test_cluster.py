@@ -56,7 +56,8 @@ def cluster():
     shutil.rmtree(state)
 
 
-def test_a_link_left_by_an_interrupted_cluster_is_cleared_before_a_new_one_starts(tmp_path):
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute link", "relative link"])
+def test_a_link_left_by_an_interrupted_cluster_is_cleared_before_a_new_one_starts(tmp_path, relative):
     """A run killed before `stop` leaves /etc/slurm/slurm.conf linking to its state directory (CI
     once failed on such a link). `start` clears it when that cluster's slurmctld is gone, and kills
     only processes its PID files name by the daemon's name: a reused PID survives."""
@@ -72,19 +73,20 @@ def test_a_link_left_by_an_interrupted_cluster_is_cleared_before_a_new_one_start
     for daemon in ("slurmctld", "slurmd", "munged"):
         (stale / "run" / f"{daemon}.pid").write_text(f"{bystander.pid}\n")
     link.parent.mkdir(exist_ok=True)
-    link.symlink_to(stale / "slurm.conf")
+    target = Path(os.path.relpath(stale / "slurm.conf", link.parent)) if relative else stale / "slurm.conf"
+    link.symlink_to(target)  # a relative target is resolved from /etc/slurm, not from start's directory
     fresh = Path(tempfile.mkdtemp(prefix="optbias-slurm-", dir="/tmp"))
     try:
         proc = subprocess.run(["bash", str(SCRIPT), "start", str(fresh)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert f"links to {stale / 'slurm.conf'}, whose slurmctld is not running" in proc.stderr, proc.stderr
+        assert f"links to {target}, whose slurmctld is not running" in proc.stderr, proc.stderr
         assert Path(os.readlink(link)) == fresh / "slurm.conf"
         assert bystander.poll() is None, "a process that only reused a daemon's PID was killed"
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(fresh)], timeout=120)
         bystander.send_signal(signal.SIGTERM)
         bystander.wait()
-        if link.is_symlink() and Path(os.readlink(link)).parent in (stale, fresh):
+        if link.is_symlink() and Path(os.readlink(link)) in (target, fresh / "slurm.conf"):
             link.unlink()
         shutil.rmtree(fresh)
     assert not link.is_symlink()

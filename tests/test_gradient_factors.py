@@ -5,7 +5,7 @@ RefShampoo) to 1e-9 and its own dense path in float32 to a stated tolerance."""
 
 from __future__ import annotations
 
-import gc
+import copy
 
 import numpy as np
 import pytest
@@ -79,8 +79,11 @@ def test_the_check_accepts_the_gradient_and_rejects_a_changed_one():
 
 
 def test_factored_cost_counts_multiply_adds():
-    # m = n = 2, b = 1: dense 2*4*4 = 32; factored 2*1*4 + 2*1*8 + 4 + 8 = 36 (no saving: dense is chosen)
-    assert factored_cost(2, 2, 1) == (32, 36)
+    # m = n = 2, b = 1, both sides: dense 2*4*2 + 2*4*2 = 32; factored 2*1*4 + 2*4 + 2*4 + 4 + 4 + 2*4 = 40
+    assert factored_cost(2, 2, 1) == (32, 40)
+    # one side (half_left): dense 2 m^2 n; factored b^2(m+n) + 2bm^2 + mnb + mn + 2b(m+n)
+    m, n, b = 3, 5, 2
+    assert factored_cost(m, n, b, right=False) == (2 * m * m * n, b * b * 8 + 2 * b * 9 + 30 + 15 + 2 * b * 8)
     dense, factored = factored_cost(256, 784, 64)  # the default MLP's first layer at batch 64
     assert dense == 2 * 256 * 784 * 1040 and 3.5 < dense / factored < 4.5
 
@@ -166,18 +169,102 @@ def test_a_gradient_that_is_not_the_product_takes_the_dense_path_bit_for_bit():
     assert opt.diagnostics()["factor_mismatches"] == 5 and opt.diagnostics()["factored_updates"] == 0
 
 
-def test_without_attach_the_option_does_nothing_and_rebuilding_leaves_no_hooks():
+def hook_counts(model: torch.nn.Module) -> list[int]:
+    return [len(m._forward_hooks) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def test_without_attach_the_option_does_nothing_and_replaced_optimizers_leave_no_hooks():
     model, x, y = mlp()
     opt = Shampoo(model.parameters(), lr=0.03, gradient_factors=True)  # never attached
     train(model, opt, x, y, 2)
-    assert opt.diagnostics()["factored_updates"] == 0
+    assert opt.diagnostics()["factored_updates"] == 0 and hook_counts(model) == [0, 0]
     for _ in range(3):  # a reset optimizer (train.reset_optimizer) is rebuilt on the same model
         opt = optim.build({"type": "shampoo", "lr": 0.03, "gradient_factors": True}, model.parameters(),
-                          model=model)
-    gc.collect()
-    assert all(len(module._forward_hooks) <= 1 for module in model.modules()), "old optimizers' hooks remain"
+                          model=model)  # the replaced one is freed at once (no reference cycle): no gc here
+    assert hook_counts(model) == [1, 1]
     train(model, opt, x, y, 1)
     assert opt.diagnostics()["factored_updates"] == 1
+    opt.close()
+    assert hook_counts(model) == [0, 0]
+    train(model, opt, x, y, 1)  # goes on from the dense gradient
+    assert opt.diagnostics()["factored_updates"] == 1
+
+
+def factored_run(model, x, y, **options) -> Shampoo:
+    opt = optim.build({"type": "shampoo", "lr": 0.03, "gradient_factors": True, **options}, model.parameters(),
+                      model=model)
+    train(model, opt, x, y, 3)
+    return opt
+
+
+def test_a_diagonal_side_takes_the_dense_path_unless_that_side_is_unused():
+    model, x, y = mlp()
+    opt = factored_run(model, x, y, max_precond_dim=35)  # the 40x32 layer's 40-wide side is diagonal
+    assert opt.diagnostics()["factored_updates"] == 0
+    model, x, y = mlp()
+    opt = factored_run(model, x, y, max_precond_dim=35, exponent="half_left")  # only the 32-wide side is used
+    assert opt.diagnostics()["factored_updates"] == 3
+
+
+def test_three_dimensional_inputs_shared_weights_and_repeated_calls_stack_their_rows():
+    layer, x, y = linear_problem()
+    capture = GradientFactors(layer)
+    seq = x.reshape(2, 2, 12)  # (batch, sequence, features): nn.Linear acts on the last dimension
+    (layer(seq) ** 2).sum().backward()  # one call
+    ((layer(x[:1]) - y[:1]) ** 2).sum().backward()  # a second call before the step
+    d, xs = capture.take(layer.weight)
+    assert d.shape == (5, 10) and xs.shape == (5, 12)
+    torch.testing.assert_close(d.T @ xs, layer.weight.grad, rtol=1e-12, atol=1e-12)
+    shared = torch.nn.Linear(12, 10, bias=False).double()
+    shared.weight = layer.weight  # two modules, one weight
+    pair = torch.nn.Sequential(layer, torch.nn.Tanh(), torch.nn.Linear(10, 12, bias=False).double(), shared)
+    layer.weight.grad = None
+    capture = GradientFactors(pair)
+    (pair(x) ** 2).sum().backward()
+    d, xs = capture.take(layer.weight)
+    assert d.shape == (8, 10)
+    torch.testing.assert_close(d.T @ xs, layer.weight.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_stale_or_dropped_passes_never_reach_a_step(monkeypatch):
+    """zero_grad forgets passes whose gradient it discards; a skipped non-finite step forgets its
+    passes; more than MAX_RECORDS passes before one step fall back to the dense path (counted)."""
+    from optbias.optim import gradient_factors
+
+    MAX_RECORDS = 2
+    monkeypatch.setattr(gradient_factors, "MAX_RECORDS", MAX_RECORDS)
+    model, x, y = mlp()
+    opt = factored_run(model, x, y)
+    F.cross_entropy(model(x), y).backward()  # a pass whose gradient is then discarded
+    train(model, opt, x, y, 1)  # zero_grad, forward, backward, step
+    loss = F.cross_entropy(model(x), y) * float("nan")  # a blown-up loss: the step is skipped
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert opt.diagnostics()["nonfinite_updates"] > 0
+    train(model, opt, x, y, 1)
+    counters = opt.diagnostics()
+    assert counters["factored_updates"] == 5 and counters["factor_mismatches"] == 0, counters
+    opt.zero_grad()
+    for k in range(MAX_RECORDS + 1):  # accumulation over more passes (of 4 rows: factored is cheaper) than are kept
+        F.cross_entropy(model(x[4 * k:4 * k + 4]), y[4 * k:4 * k + 4]).backward()
+    opt.step()
+    assert opt.diagnostics()["factor_mismatches"] == 1
+
+
+def test_factor_counters_survive_a_state_dict_and_the_loaded_groups_decide_the_hooks():
+    model, x, y = mlp()
+    opt = factored_run(model, x, y)
+    saved = copy.deepcopy(opt.state_dict())
+    assert saved["diagnostics"]["factored_updates"] == 3
+    fresh = optim.build({"type": "shampoo", "lr": 0.03, "gradient_factors": True}, model.parameters(), model=model)
+    fresh.load_state_dict(saved)
+    assert fresh.diagnostics()["factored_updates"] == 3 and hook_counts(model) == [2, 2]  # opt's and fresh's
+    opt.close()
+    for group in saved["param_groups"]:
+        group["gradient_factors"] = False
+    fresh.load_state_dict(saved)
+    assert hook_counts(model) == [0, 0]
 
 
 def test_the_option_is_validated():

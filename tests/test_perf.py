@@ -12,8 +12,8 @@ def test_flop_counts_match_hand_computation():
     precond = 2 * (m * m * n + m * n * n)
     assert perf.shampoo_flops_per_step([]) == stats + precond
     # With gradient factors at batch b: the cheaper of the two counts (2 FLOPs per multiply-add).
-    b = 4  # 784 x 10 is cheaper factored at b = 4: 2b^2(m+n) + 2b(m^2+n^2) + mnb + 2mn multiply-adds
-    factored = 2 * b * b * (m + n) + 2 * b * (m * m + n * n) + m * n * b + 2 * m * n
+    b = 4  # 784 x 10 is cheaper factored at b = 4: 2b^2(m+n) + 2b(m^2+n^2) + mnb + mn + 2b(m+n) multiply-adds
+    factored = 2 * b * b * (m + n) + 2 * b * (m * m + n * n) + m * n * b + m * n + 2 * b * (m + n)
     assert factored < (stats + precond) / 2
     assert perf.shampoo_flops_per_step([], factored_batch=b) == 2 * factored
     assert perf.shampoo_flops_per_step([], factored_batch=512) == stats + precond  # no saving: dense
@@ -125,7 +125,23 @@ def test_bench_prints_all_five_figures(tmp_path):
     assert f"{saved['throughput']['sgd']['samples_per_s']['optbias']:,.0f}" in text
     fixed = tp["fixed_cost_s"]
     assert fixed["python and imports"] > 0 and fixed["per job"] == pytest.approx(
-        fixed["python and imports"] + fixed["warm-up, data loading, evaluation"])
+        fixed["python and imports"] + fixed[bench.DYNAMO_ROW] + fixed["warm-up, data loading, evaluation"])
+    assert f"| {bench.DYNAMO_ROW} | {fixed[bench.DYNAMO_ROW]:.2f} |" in text
     assert 0 < tp["sgd_step"]["ratio_to_peak"] < 5
     assert "no complete run here" in text and result["reproduce"]["wall"] is None
     assert saved["shampoo"]["update_freq"] == 10 and "--epochs 1 4" in text  # the command that made it
+
+
+def test_a_built_in_optimizer_step_imports_torch_dynamo():
+    """Why the bench times torch._dynamo's import as its own part of a job's fixed cost: importing
+    optbias's training code does not import it, the first step of a torch.optim optimizer does."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, optbias.continual.train\n"
+            "before = 'torch._dynamo' in sys.modules\n"
+            "p = torch.nn.Parameter(torch.zeros(2)); p.grad = torch.ones(2)\n"
+            "torch.optim.SGD([p], lr=0.1).step()\n"
+            "print(before, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"], out

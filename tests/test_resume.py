@@ -81,8 +81,12 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
 ])
 def test_a_run_interrupted_mid_task_resumes_to_identical_outputs(dataset, tmp_path, monkeypatch, optimizer_cfg, reset):
     s = spec(optimizer_cfg, reset=reset)
+    if optimizer_cfg.get("gradient_factors"):  # batch 16 < width 64: the factored path is the cheaper one
+        s["model"], s["benchmark_cfg"]["batch_size"] = {"hidden": [64]}, 16
     whole = tmp_path / "whole/seed0"
-    train.train_run(s, dataset, whole / "metrics.json", whole / "checkpoints", progress=False)
+    result = train.train_run(s, dataset, whole / "metrics.json", whole / "checkpoints", progress=False)
+    if optimizer_cfg.get("gradient_factors"):
+        assert result["optimizer_diagnostics"]["factored_updates"] > 0, result["optimizer_diagnostics"]
 
     run = tmp_path / "resumed/seed0"
     state = resume.state_path(run / "metrics.json")

@@ -9,9 +9,10 @@
 # Every file (config, munge key and socket, spool, logs, PID files) lives under STATE_DIR, except one
 # symlink, /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf: the executor plugin's job step runs `srun`
 # with every SLURM_* variable removed, SLURM_CONF included, so srun must find the config at its
-# built-in path. `start` refuses to replace a slurm.conf that is not its own, except a link left by
-# an interrupted run of this script (the target's directory has its run/ and munge/, and its
-# slurmctld is gone), whose remaining daemons it stops first; `stop` removes the link. Daemons are stopped only when their PID file names a live process of that name.
+# built-in path. `start` refuses to replace a slurm.conf that is not its own, except a link left
+# by an interrupted run of this script (the target's directory has its run/ and munge/, and its
+# slurmctld is gone), whose remaining daemons it stops first; `stop` removes the link.
+# Daemons are stopped only when their PID file names a live process of that name.
 #
 # No accounting (slurmdbd): `sacct` has nothing to report here, so Snakemake must poll with
 # `--slurm-status-command squeue`. MinJobAge keeps finished jobs visible to squeue for 10 minutes,
@@ -34,16 +35,20 @@ start() {
   if running slurmctld "$state"; then
     echo "a cluster is already running from $state: stop it first ($0 stop $state)" >&2; exit 1
   fi
-  local other
+  local other other_state
   other=$(readlink /etc/slurm/slurm.conf || true)
-  local other_state
-  other_state=$(dirname "$other")
+  other_state=
+  if [ -n "$other" ]; then  # a relative target is relative to /etc/slurm
+    other_state=$(cd /etc/slurm && dirname "$(readlink -m "$other")")
+  fi
   if [ -n "$other" ] && [ "$other" != "$conf" ] && [ -d "$other_state/run" ] && [ -d "$other_state/munge" ] \
       && ! running slurmctld "$other_state"; then
     # A link to a state directory of this script's layout, left by a cluster that was killed (an
-    # interrupted run): stop what is left of it; its `stop` removes the link. Any other link is refused below.
+    # interrupted run): stop what is left of it, then remove the link (`stop` removes it only when
+    # it names that directory's slurm.conf by the same path). Any other link is refused below.
     echo "/etc/slurm/slurm.conf links to $other, whose slurmctld is not running: stopping what is left of that cluster" >&2
     bash "$0" stop "$other_state" >&2
+    if [ "$(readlink /etc/slurm/slurm.conf)" = "$other" ]; then rm -f /etc/slurm/slurm.conf; fi
   fi
   if [ -e /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" != "$conf" ]; then
     echo "/etc/slurm/slurm.conf exists and is not this cluster's: stop that cluster first (or move the file)" >&2; exit 1

@@ -113,6 +113,7 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
             if i < len(R):  # completed before a resume
                 continue
             if i > 0 and train_cfg["reset_optimizer"]:
+                getattr(optimizer, "close", lambda: None)()  # its hooks on the model (Shampoo's gradient_factors)
                 optimizer = make_optimizer()
             model.train()
             for epoch in range(epochs):

@@ -13,12 +13,15 @@ D and X than from G, and exactly equal in exact arithmetic:
 
 On the default MLP (784-256-256-10, batch 64) that is ~4x fewer FLOPs for the 784 x 256 layer.
 
-Several forward/backward passes before one optimizer step (gradient accumulation) sum their
-gradients; stacking their rows gives the same sum, ``[D1; D2]^T [X1; X2] = D1^T X1 + D2^T X2``.
-A pass whose backward never reached the layer leaves an incomplete record, which is ignored.
-The capture is only a proposal: ``take`` returns factors that the caller must check against the
-gradient autograd accumulated (``matches``), so a weight used twice, an extra loss term on it or a
-gradient changed after backward falls back to the dense gradient.
+Several passes through a weight before one optimizer step (gradient accumulation, a module called
+twice, two ``nn.Linear`` sharing a weight) sum their gradients; stacking their rows gives the same
+sum, ``[D1; D2]^T [X1; X2] = D1^T X1 + D2^T X2``. Inputs with more dimensions are flattened to rows
+(B = every leading dimension), as ``nn.Linear`` does. A pass whose backward never reached the layer
+leaves an incomplete record, which is ignored. The capture is only a proposal: ``take`` returns
+factors that the caller must check against the gradient autograd accumulated (``matches``), so a
+use of the weight outside ``nn.Linear`` (``F.linear``, weight tying with an embedding), an extra
+loss term on it, a gradient changed after backward (clipping) or a lost pass fall back to the dense
+gradient.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from typing import Any
 
 import torch
 
-MAX_RECORDS = 8  # passes kept per weight between two `take`s; older ones are dropped (then `matches` fails)
+MAX_RECORDS = 64  # passes kept per weight between two `take`s; older ones are dropped (then `matches` fails)
 
 
 class GradientFactors:
     """Records (X, D) of every ``nn.Linear`` of a model on each forward pass with gradients enabled.
 
-    Memory: B x (m + n) floats per layer and pass, released at ``take``. Cost: nothing beyond keeping
-    references to tensors autograd computes anyway. ``close()`` removes the hooks; they are also
-    removed when the object is garbage-collected.
+    Memory: B x (m + n) floats per layer and pass, held until ``take`` (X is the layer's input,
+    which autograd keeps anyway; D is kept past the backward pass; an input that is not contiguous
+    is copied by the reshape). ``close()`` removes the hooks; they are also removed when the object
+    is garbage-collected.
     """
 
     def __init__(self, model: torch.nn.Module, weights: set[int] | None = None) -> None:
@@ -76,6 +80,14 @@ class GradientFactors:
             return entries[0][1], entries[0][0]
         return torch.cat([r[1] for r in entries]), torch.cat([r[0] for r in entries])
 
+    def drop_completed(self) -> None:
+        """Forget every pass whose backward has run (an optimizer's ``zero_grad``: their gradient is
+        gone); a pass still waiting for its backward is kept."""
+        for key, entries in list(self._records.items()):
+            entries[:] = [r for r in entries if r[1] is None]
+            if not entries:
+                del self._records[key]
+
     def close(self) -> None:
         """Remove the hooks and forget the records."""
         self._finalizer()
@@ -87,19 +99,27 @@ def _remove(handles: list) -> None:
         handle.remove()
 
 
-def matches(grad: torch.Tensor, d: torch.Tensor, x: torch.Tensor, probe: torch.Tensor, rtol: float = 1e-4) -> bool:
-    """Whether D^T X equals ``grad`` (m x n), tested along ``probe`` (n,) (Freivalds' check).
+def matches(grad: torch.Tensor, d: torch.Tensor, x: torch.Tensor, probe: torch.Tensor, factor: float = 4.0) -> bool:
+    """Whether D^T X equals ``grad`` (m x n) up to rounding, tested along ``probe`` (n,) (Freivalds' check).
 
-    Compares grad @ r with D^T (X r) entry by entry, within ``rtol`` of |grad| @ |r|: O(mn + Bn + Bm)
-    instead of the m x B x n product. Rounding of these sums is at most ~(n + B) * 6e-8 of that scale
-    in float32 (5e-5 on the default MLP), below 1e-4. A missed pass, an extra loss term or a rescaled
-    gradient moves grad @ r by far more for a probe of random signs (fixed per shape by the caller,
-    so the check draws nothing from torch's global generator).
+    Shapes: ``d`` (B, m), ``x`` (B, n), ``probe`` (n,). Compares grad @ r with D^T (X r) entry by
+    entry. A length-k float sum carries a rounding error of at most ~k * eps times the sum of the
+    magnitudes of its terms (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, Eq. 3.5);
+    both sides are such sums of the terms D_bi X_bj r_j, so the bound used is
+    ``factor * (n + B) * eps * (|D|^T (|X| |r|))``, in the dtype's eps. It scales with the terms, not
+    with |G|: per-example gradients that cancel (late in training) are not rejected. A missed pass,
+    an extra loss term or a rescaled gradient moves grad @ r by far more for a probe of random signs
+    (fixed per shape by the caller, so the check draws nothing from torch's global generator).
+    Cost: O(mn + B(m + n)) instead of the m x B x n product. Factors of another dtype than ``grad``
+    (autocast) do not match.
     """
     if d.shape[1] != grad.shape[0] or x.shape[1] != grad.shape[1] or d.shape[0] != x.shape[0]:
         return False
+    if not (d.dtype == x.dtype == probe.dtype == grad.dtype):
+        return False
     error = (grad @ probe - d.T @ (x @ probe)).abs()
-    return bool((error <= rtol * (grad.abs() @ probe.abs())).all())
+    bound = factor * (x.shape[1] + x.shape[0]) * torch.finfo(grad.dtype).eps * (d.abs().T @ (x.abs() @ probe.abs()))
+    return bool((error <= bound).all())
 
 
 def sign_probe(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -108,13 +128,16 @@ def sign_probe(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor
     return (torch.randint(0, 2, (n,), generator=generator) * 2 - 1).to(dtype=dtype, device=device)
 
 
-def factored_cost(m: int, n: int, b: int) -> tuple[int, int]:
-    """Multiply-adds per step of Shampoo's two statistics and preconditioned direction for an m x n
-    weight: (from G, from D and X at batch b), the check ``matches`` included in the second.
+def factored_cost(m: int, n: int, b: int, left: bool = True, right: bool = True) -> tuple[int, int]:
+    """Multiply-adds per step of Shampoo's statistics and preconditioned direction for an m x n
+    weight, with the left (m x m) and/or right (n x n) factor: (from G, from D and X at batch b).
 
-    From G: G G^T and G^T G (mn(m + n)), L^p G R^q (mn(m + n)). From D (b x m) and X (b x n): X X^T,
-    D D^T and their products with D and X (2b^2(m + n)), the outer products (b(m^2 + n^2)), L^p D^T and
-    X R^q (b(m^2 + n^2)), their product (mnb), the check (2mn)."""
-    dense = 2 * m * n * (m + n)
-    factored = 2 * b * b * (m + n) + 2 * b * (m * m + n * n) + m * n * b + 2 * m * n
+    From G, per side used: its statistic (m^2 n or n^2 m) and its preconditioning product (the same).
+    From D (b x m) and X (b x n), per side used: the b x b Gram of the other factor, its product with
+    this side's factor (b^2 (m + n)), the outer product and the root's product with D^T or X
+    (2 b m^2 or 2 b n^2); then (.)(.) (mnb) and the check ``matches`` (mn + 2b(m + n)).
+    """
+    dense = left * 2 * m * m * n + right * 2 * n * n * m
+    factored = ((left + right) * b * b * (m + n) + left * 2 * b * m * m + right * 2 * b * n * n
+                + m * n * b + m * n + 2 * b * (m + n))
     return dense, factored

@@ -79,9 +79,8 @@ def shampoo_flops_per_step(hidden: list[int], exponent_sides: int = 2, factored_
     widths = [784, *hidden, 10]
     flops = 0.0
     for n_in, n_out in zip(widths[:-1], widths[1:]):
-        m, n = n_out, n_in
-        dense = 2 * (m * m * n + n * n * m) + 2 * (m * m * n + m * n * n)  # statistics, preconditioning
-        flops += dense if factored_batch is None else 2 * min(factored_cost(m, n, factored_batch))
+        dense, factored = factored_cost(n_out, n_in, factored_batch or 1)  # multiply-adds
+        flops += 2 * (dense if factored_batch is None else min(dense, factored))
     return flops
 
 

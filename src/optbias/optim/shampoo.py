@@ -43,10 +43,10 @@ Everything else is an option with the textbook choice (or the common practical o
 * ``gradient_factors``: after ``attach(model)``, the weight of each ``nn.Linear`` gets its statistics
   and direction from the layer's input X (B x n) and output gradient D (B x m), G = D^T X
   (optim/gradient_factors.py), wherever that costs fewer multiply-adds than from G (batch B below
-  the layer's sides). The same algorithm in exact arithmetic; in float32 the factors differ from the
-  dense ones by rounding only (tests/test_shampoo.py states the tolerance). Captured factors are
-  used only when D^T X matches the accumulated gradient (else the dense path runs, counted in
-  ``factor_mismatches``). Off by default; without ``attach`` it has no effect.
+  the layer's sides). The same algorithm in exact arithmetic; in float32 the factored and dense runs
+  differ by rounding only (tests/test_gradient_factors.py states the tolerances). Captured factors
+  are used only when D^T X matches the accumulated gradient up to rounding (else the dense path
+  runs, counted in ``factor_mismatches``). Off by default; without ``attach`` it has no effect.
 
 Roots are computed with ``torch.linalg.eigh`` in ``root_dtype`` and cast back to the parameter dtype.
 A failed or non-finite root keeps the last good one (identity before the first) and is counted.
@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -171,7 +172,9 @@ class Shampoo(PerParameterOptimizer):
     Counters (totals over all parameters, kept across ``state_dict``/``load_state_dict``):
     ``root_failures``, ``root_computations``, ``root_retries`` (float32 roots redone in float64),
     ``root_time_s`` (seconds in root computations,
-    time.perf_counter) and ``nonfinite_updates`` (parameter updates skipped as non-finite).
+    time.perf_counter) and ``nonfinite_updates`` (parameter updates skipped as non-finite); with
+    ``gradient_factors`` on, also ``factored_updates`` (2-D updates from the gradient factors) and
+    ``factor_mismatches`` (captured factors that did not match the gradient: dense path used).
     """
 
     def __init__(
@@ -210,6 +213,7 @@ class Shampoo(PerParameterOptimizer):
         self.factored_updates = 0  # 2-D updates computed from gradient factors
         self.factor_mismatches = 0  # captured factors that did not match the gradient (dense path used)
         self._factors: GradientFactors | None = None
+        self._model: weakref.ref | None = None  # the model of `attach`, for re-capturing after load_state_dict
         self._probes: dict[int, torch.Tensor] = {}  # the check's probe vector per weight width
         super().__init__(params, defaults)
 
@@ -217,10 +221,28 @@ class Shampoo(PerParameterOptimizer):
         """Capture the gradient factors of ``model``'s linear layers whose weight is in a group with
         ``gradient_factors`` on (a no-op when none is). Call once, after building the optimizer on
         ``model``'s parameters; a second call replaces the first capture."""
+        self._model = weakref.ref(model)
+        self._capture()
+
+    def _capture(self) -> None:
+        """(Re)install the hooks on the attached model for the groups that have gradient_factors on."""
+        self.close()
+        model = self._model() if self._model is not None else None
         weights = {id(p) for g in self.param_groups if g.get("gradient_factors", False) for p in g["params"]}
+        self._factors = GradientFactors(model, weights) if model is not None and weights else None
+
+    def close(self) -> None:
+        """Remove the hooks ``attach`` installed (a replaced optimizer calls it; also done when the
+        optimizer is garbage-collected). Training on goes on, from the dense gradient."""
         if self._factors is not None:
             self._factors.close()
-        self._factors = GradientFactors(model, weights) if weights else None
+            self._factors = None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """``torch.optim.Optimizer.zero_grad``; captured passes whose gradient it discards are forgotten."""
+        super().zero_grad(set_to_none)
+        if self._factors is not None:
+            self._factors.drop_completed()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -243,12 +265,16 @@ class Shampoo(PerParameterOptimizer):
         for name in COUNTERS + FACTOR_COUNTERS:
             if name in counters:
                 setattr(self, name, type(getattr(self, name))(counters[name]))
+        if self._model is not None:  # the loaded groups decide which weights are captured
+            self._capture()
 
 
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         grad, state = p.grad, self.state[p]
         if not all_finite(grad):  # a blown-up loss must not poison the statistics for good
             self.nonfinite_updates += 1
+            if self._factors is not None:
+                self._factors.take(p)  # this step's passes, so that the next step does not stack them
             return
         state["step"] = state.get("step", 0) + 1
 
@@ -281,8 +307,10 @@ class Shampoo(PerParameterOptimizer):
         if factors is None:
             return None
         d, x = factors
-        dense, factored = factored_cost(*grad.shape, len(d))
-        if factored >= dense or max(grad.shape) > group["max_precond_dim"]:  # no saving, or a diagonal side
+        left, right = (power is not None for power in EXPONENTS[group["exponent"]])
+        dense, factored = factored_cost(*grad.shape, len(d), left, right)
+        sides = [n for n, used in zip(grad.shape, (left, right)) if used]
+        if factored >= dense or max(sides) > group["max_precond_dim"]:  # no saving, or a diagonal side
             return None
         probe = self._probes.get(grad.shape[1])
         if probe is None or probe.dtype != grad.dtype or probe.device != grad.device:
@@ -319,12 +347,12 @@ class Shampoo(PerParameterOptimizer):
                 eye = grad.new_ones(rows)
                 state[f"{side}_root"] = eye if diagonal else torch.diag(eye)
             beta, alpha = (1.0, 1.0) if group["statistics"] == "sum" else (group["beta2"], 1 - group["beta2"])
-            if factors is not None:
+            if factors is not None:  # statistic <- beta * statistic + alpha * u^T stat
                 state[side].addmm_(u.T, stat, beta=beta, alpha=alpha)
-            elif group["statistics"] == "sum":
+            elif beta == 1.0:  # summed statistics
                 state[side].add_(stat)
-            else:
-                state[side].mul_(group["beta2"]).add_(stat, alpha=1 - group["beta2"])
+            else:  # EMA: statistic <- beta * statistic + alpha * stat
+                state[side].mul_(beta).add_(stat, alpha=alpha)
             if refresh:
                 self._refresh_root(state, side, power, group)
             roots[side] = state[f"{side}_root"]
