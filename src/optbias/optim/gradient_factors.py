@@ -106,7 +106,12 @@ def matches(grad: torch.Tensor, d: torch.Tensor, x: torch.Tensor, probe: torch.T
     entry. A length-k float sum carries a rounding error of at most ~k * eps times the sum of the
     magnitudes of its terms (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, Eq. 3.5);
     both sides are such sums of the terms D_bi X_bj r_j, so the bound used is
-    ``factor * (n + B) * eps * (|D|^T (|X| |r|))``, in the dtype's eps. It scales with the terms, not
+    ``factor * (n + B) * eps * (|D|^T (|X| |r|))``, in the dtype's eps, plus the same multiple of the
+    spacing of subnormal numbers (tiny * eps), the absolute error of an operation that underflows
+    (Higham, Chapter 2, the model with underflow; float32 gradients of ~1e-44 occur after large steps,
+    and BLAS kernels may flush such inputs to zero, which this term covers for the deep subnormals
+    seen; a check that fails on rounding costs only the dense path, never a wrong step). It scales
+    with the terms, not
     with |G|: per-example gradients that cancel (late in training) are not rejected. A missed pass,
     an extra loss term or a rescaled gradient moves grad @ r by far more for a probe of random signs
     (fixed per shape by the caller, so the check draws nothing from torch's global generator).
@@ -117,8 +122,10 @@ def matches(grad: torch.Tensor, d: torch.Tensor, x: torch.Tensor, probe: torch.T
         return False
     if not (d.dtype == x.dtype == probe.dtype == grad.dtype):
         return False
+    info, k = torch.finfo(grad.dtype), x.shape[1] + x.shape[0]
     error = (grad @ probe - d.T @ (x @ probe)).abs()
-    bound = factor * (x.shape[1] + x.shape[0]) * torch.finfo(grad.dtype).eps * (d.abs().T @ (x.abs() @ probe.abs()))
+    bound = factor * k * info.eps * (d.abs().T @ (x.abs() @ probe.abs()))
+    bound += factor * k * info.tiny * info.eps  # underflow: each operation on subnormals errs by up to their spacing
     return bool((error <= bound).all())
 
 
