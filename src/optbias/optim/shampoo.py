@@ -233,7 +233,7 @@ class Shampoo(PerParameterOptimizer):
 
     def close(self) -> None:
         """Remove the hooks ``attach`` installed (a replaced optimizer calls it; also done when the
-        optimizer is garbage-collected). Training on goes on, from the dense gradient."""
+        optimizer is garbage-collected). Training goes on, from the dense gradient."""
         if self._factors is not None:
             self._factors.close()
             self._factors = None
