@@ -145,3 +145,16 @@ def test_a_built_in_optimizer_step_imports_torch_dynamo():
             "print(before, 'torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"], out
+
+
+def test_a_config_variant_outside_the_standard_list_is_timed_and_is_figure_1():
+    """float64 roots with gradient factors is not one of the three standard rows: it gets its own."""
+    from conftest import REPO
+    from optbias import bench
+
+    cfg = bench.merged_config(REPO / "config" / "config.yaml")
+    cfg["model"]["hidden"] = [8]
+    cfg["optimizers"]["shampoo"] = {**cfg["optimizers"]["shampoo"], "root_dtype": "float64", "gradient_factors": True}
+    sh = bench.shampoo_figures(cfg, steps=2, peak=1e11)
+    assert sh["configured"] == "float64 roots, gradient factors" and sh["gradient_factors"]
+    assert sh["ratio_to_peer"] == pytest.approx(sh["step_ms"][sh["configured"]] / sh["peer_step_ms"])

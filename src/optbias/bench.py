@@ -82,15 +82,15 @@ def shampoo_figures(cfg: dict, steps: int, peak: float) -> dict[str, Any]:
     times, root_share = {}, {}
     variants = {"float64 roots": ("float64", False), "float32 roots": ("float32", False),
                 "float32 roots, gradient factors": ("float32", True)}
+    configured_dtype, factored = ours.get("root_dtype", "float64"), bool(ours.get("gradient_factors", False))
+    configured = f"{configured_dtype} roots" + (", gradient factors" if factored else "")
+    variants.setdefault(configured, (configured_dtype, factored))  # a config's variant the list lacks is timed too
     for label, (dtype, factors) in variants.items():
         entry = {**ours, "root_dtype": dtype, "gradient_factors": factors}
         seconds, opt = step_time(entry, hidden, batch, steps, cpu)
         times[label], root_share[label] = seconds, opt.root_time_s / (seconds * steps)
     peer, _ = step_time(lambda p: pytorch_optimizer.Shampoo(p, lr=1e-3, preconditioning_compute_steps=freq),
                         hidden, batch, steps, cpu)
-    configured = next(label for label, v in variants.items()
-                      if v == (ours.get("root_dtype", "float64"), bool(ours.get("gradient_factors", False))))
-    factored = variants[configured][1]
     flops = (model_flops_per_step(hidden, batch) + shampoo_flops_per_step(hidden, factored_batch=batch if factored else None)
              + root_flops_per_step(hidden, freq))
     return {
