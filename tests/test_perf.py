@@ -85,7 +85,7 @@ def test_bench_config_merges_onto_the_default_and_checks_its_arguments(tmp_path)
         bench.main(REPO / "config" / "config.yaml", tmp_path, tmp_path / "perf.json", 3, (1, 2), 128)
 
 
-def test_bench_prints_all_five_figures(tmp_path):
+def test_bench_prints_all_six_figures(tmp_path):
     """A tiny run of the whole benchmark (a narrow MLP, a few steps): every figure is there, each
     ratio is the quotient of the numbers printed next to it, and the output is written atomically."""
     import json
@@ -130,6 +130,14 @@ def test_bench_prints_all_five_figures(tmp_path):
     assert 0 < tp["sgd_step"]["ratio_to_peak"] < 5
     assert "no complete run here" in text and result["reproduce"]["wall"] is None
     assert saved["shampoo"]["update_freq"] == 10 and "--epochs 1 4" in text  # the command that made it
+    # 6: every element-wise optimizer of the config, one after another against batched, as a quotient
+    bt = result["batched"]
+    assert set(bt["optimizers"]) == {"sgd", "adamw", "adam-1e-3", "adam-1e-4", "adagrad"} and bt["seeds"] == 5
+    for name, b in bt["optimizers"].items():
+        assert b["one_by_one_s"] > 0 and b["batched_s"] > 0
+        assert b["speedup"] == pytest.approx(b["one_by_one_s"] / b["batched_s"])
+        assert f"| {name} | {b['type']} | {b['one_by_one_s']:.2f} | {b['batched_s']:.2f} | {b['speedup']:.2f} |" in text
+        assert f"| 6 | {name}: job time of its seeds one after another / batched (speed-up) | {b['speedup']:.2f} |" in text
 
 
 def test_a_built_in_optimizer_step_imports_torch_dynamo():

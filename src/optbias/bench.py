@@ -18,11 +18,16 @@ The five figures (issue "Performance"), written to ``docs/performance.md`` with 
    wall time from Snakemake's log and the job time per stage (and Shampoo's share) from the
    ``benchmarks/`` files written during that run; also the floor the jobs other than Shampoo put
    under the wall time (their job time / the cores).
+6. the batched-seed mode (``train.batch_seeds``, ``optbias.continual.batched``): per element-wise
+   optimizer of the config, the wall time of a job training every seed one after another / the same
+   job with the seeds batched in one stacked model (above 1: batching is faster).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import re
 import subprocess
@@ -232,6 +237,42 @@ def throughput_figures(cfg: dict, dataset: Path, epochs: tuple[int, int], peak: 
     return out
 
 
+# ---- 6: seeds batched in one stacked model against one after another
+
+
+def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> dict[str, Any]:
+    """Figure 6: for each optimizer entry of ``cfg`` whose type is element-wise (``registry.ELEMENTWISE``),
+    the wall time of ``train_runs`` over every seed of ``cfg["seeds"]`` on the throughput benchmark at
+    ``epochs`` per task, one after another (``batch_seeds: false``) and batched (``true``); the
+    fastest of ``repeats`` each, after one warm-up of each mode. ``speedup`` = one after another /
+    batched. Whole jobs, data loading and evaluation included: what a Snakemake job would take."""
+    from .continual.train import train_runs
+
+    seeds = [int(s) for s in cfg["seeds"]]
+    out: dict[str, Any] = {"benchmark": THROUGHPUT_BENCHMARK, "epochs": epochs, "seeds": len(seeds),
+                           "repeats": repeats, "optimizers": {}}
+    for name, entry in cfg["optimizers"].items():
+        if entry["type"] not in registry.ELEMENTWISE:
+            continue
+
+        def job_s(batch: bool, name: str = name) -> float:
+            specs = []
+            for seed in seeds:
+                spec = throughput_spec(cfg, name, epochs)
+                specs.append({**spec, "seed": seed, "train": {**spec["train"], "batch_seeds": batch}})
+            start = time.perf_counter()
+            train_runs(specs, dataset, [None] * len(specs), progress=False, resume_states=False)
+            return time.perf_counter() - start
+
+        times = {}
+        for batch in (False, True):
+            job_s(batch)  # warm-up
+            times[batch] = min(job_s(batch) for _ in range(repeats))
+        out["optimizers"][name] = {"type": entry["type"], "one_by_one_s": times[False], "batched_s": times[True],
+                                   "speedup": times[False] / times[True]}
+    return out
+
+
 # ---- 5: the last complete `make reproduce`
 
 
@@ -320,6 +361,10 @@ def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, i
         progress(f"throughput: train_run, a plain loop{', Avalanche' if importlib.util.find_spec('avalanche') else ''}"
                  f" at {epochs[0]} and {epochs[1]} epochs per task; the fixed cost of a job")
         result["throughput"] = throughput_figures(cfg, dataset, epochs, peak)
+        progress(f"batched seeds: every element-wise optimizer's {len(cfg['seeds'])} seeds one after another and "
+                 f"batched, {epochs[0]} epochs per task")
+        with contextlib.redirect_stdout(io.StringIO()):  # train_runs prints a line per run
+            result["batched"] = batched_figures(cfg, dataset, epochs[0])
     wall = snakemake_wall_time(workdir)
     times = stage_times(workdir, None if wall is None else (wall["start"], wall["end"]))
     cores = machine()["cpu_count"]
@@ -362,6 +407,9 @@ def render(result: dict[str, Any], command: str) -> str:
     wall = rep["wall"]
     wall_text = "no complete run here" if wall is None else f"{wall['wall_s'] / 60:.1f} min (a time)"
     lines.append(f"| 5 | `make reproduce` Snakemake wall time | {wall_text} | <= 15 min |")
+    for name, b in result.get("batched", {}).get("optimizers", {}).items():
+        lines.append(f"| 6 | {name}: job time of its seeds one after another / batched (speed-up) | "
+                     f"{_ratio(b['speedup'])} | (batched by default where > 1) |")
     lines += ["", "## 1, 2. Shampoo", "",
               f"Default MLP at batch {sh['batch']}, roots every {sh['update_freq']} steps "
               "(the peer: `preconditioning_compute_steps`), lr 1e-3 for all (the peer writes NaN at larger rates).", "",
@@ -408,6 +456,18 @@ def render(result: dict[str, Any], command: str) -> str:
                          f"{e['shampoo_s']:,.0f} |")
     else:
         lines.append("No `benchmarks/` files here: run `make reproduce` first.")
+    if result.get("batched"):
+        bt = result["batched"]
+        lines += ["", "## 6. Seeds batched in one stacked model", "",
+                  f"One job of {bt['seeds']} seeds on {bt['benchmark']} at {bt['epochs']} epochs per task, whole "
+                  f"(data loading and evaluation included), the fastest of {bt['repeats']}: every seed one after another "
+                  "(`train.batch_seeds: false`) against all seeds in one stacked model (`true`, "
+                  "src/optbias/continual/batched.py). `auto`, the default, batches on CUDA only; on this CPU a "
+                  "speed-up below 1 means batching is slower here.", "",
+                  "| optimizer | type | one after another (s) | batched (s) | speed-up |", "|---|---|---|---|---|"]
+        for name, b in bt["optimizers"].items():
+            lines.append(f"| {name} | {b['type']} | {b['one_by_one_s']:.2f} | {b['batched_s']:.2f} | "
+                         f"{b['speedup']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -61,19 +61,11 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
     saved = resume.load(resume_path, key) if resume_path is not None else None
     if saved is not None and saved.get("result") is not None:  # finished before the job was stopped
         print(f"{where}: finished earlier, restored from {resume_path} (not trained again)", flush=True)
-        return _write_outputs(json.loads(saved["result"]), saved["checkpoints"], metrics_path, checkpoint_dir)
+        return write_outputs(json.loads(saved["result"]), saved["checkpoints"], metrics_path, checkpoint_dir)
     make_deterministic(seed, int(train_cfg["threads"]), device)
     started = time.perf_counter()
 
-    tasks = benchmarks.get(spec["benchmark"]).build(data.load(dataset_path), bench_cfg)
-    val_tasks: list[Task] = []
-    val_fraction = float(train_cfg.get("validation_fraction", 0.0))
-    if val_fraction > 0:
-        # The split depends on the task only, not on the run's seed: every optimizer sees the same one.
-        tasks, val_tasks = map(list, zip(*(split_validation(t, val_fraction, k)
-                                           for k, t in enumerate(tasks))))
-        val_tasks = [t.to(device) for t in val_tasks]
-    tasks = [t.to(device) for t in tasks]
+    tasks, val_tasks = load_tasks(spec, dataset_path, device)
     model = init_model(seed, spec["model"]).to(device)
     make_optimizer = lambda: optim.build(spec["optimizer_cfg"], model.parameters(), spec["optimizer"],  # noqa: E731
                                           model=model)
@@ -146,38 +138,61 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
     finally:
         bar.close()
     counters, durations = optimizer_diagnostics(optimizer)
+    result = run_result(spec, tasks, status, error, R, R_val if val_tasks else None, log.curve, step, counters,
+                        device, {"wall_time_s": round(spent + time.perf_counter() - started, 3), **durations})
+    if resume_path is not None:  # a rerun of the job restores this run instead of training it again
+        resume.save(resume_path, {"key": key, "result": json.dumps(result), "checkpoints": checkpoints})
+    return write_outputs(result, checkpoints, metrics_path, None)
 
+
+def load_tasks(spec: RunSpec, dataset_path: str | Path, device: torch.device) -> tuple[list[Task], list[Task]]:
+    """The run's tasks on ``device``, and their held-out parts when ``train.validation_fraction > 0``
+    (else an empty list). The split depends on the task only, never on the seed: every optimizer and
+    seed sees the same one. Raises ``DataError`` when the dataset fails its checksum."""
+    tasks = benchmarks.get(spec["benchmark"]).build(data.load(dataset_path), spec["benchmark_cfg"])
+    val_tasks: list[Task] = []
+    val_fraction = float(spec["train"].get("validation_fraction", 0.0))
+    if val_fraction > 0:
+        tasks, val_tasks = map(list, zip(*(split_validation(t, val_fraction, k) for k, t in enumerate(tasks))))
+        val_tasks = [t.to(device) for t in val_tasks]
+    return [t.to(device) for t in tasks], val_tasks
+
+
+def run_result(spec: RunSpec, tasks: list[Task], status: str, error: str | None, R: list[list[float]],
+               R_val: list[list[float]] | None, curve: dict, steps: int, counters: dict, device: torch.device,
+               timing: dict[str, float]) -> RunMetrics:
+    """A run's metrics.json (``RunMetrics``) from what its training recorded. ``R``: the rows of the
+    tasks trained (T x T when ``status`` is ok); ``R_val``: the held-out rows, or None when nothing
+    was held out; ``timing``: wall time and durations, the only fields that differ between two runs
+    of the same spec on the same device."""
     result: RunMetrics = {
         "benchmark": spec["benchmark"],
         "optimizer": spec["optimizer"],
-        "seed": seed,
+        "seed": int(spec["seed"]),
         "spec": spec,
         "tasks": [t.name for t in tasks],
         "status": status,
         "error": error,
         "R": R,
         **(metrics.summarize(R) if status == "ok" else {}),
-        "loss_curve": log.curve,
-        "steps": step,
+        "loss_curve": curve,
+        "steps": steps,
         "optimizer_diagnostics": counters,
         "device": device_name(device),
         "torch_version": torch.__version__,
         "platform": platform.machine(),
         "machine": machine(),  # which machine made these numbers (README "Across machines")
-        # The only fields that differ between two runs of the same seed on the same device.
-        "timing": {"wall_time_s": round(spent + time.perf_counter() - started, 3), **durations},
+        "timing": timing,
     }
-    if val_tasks:
+    if R_val is not None:
         result["R_val"] = R_val
         # The sweep's selection score: accuracy on the task being learned, on held-out data.
         result["validation_score"] = (sum(R_val[i][i] for i in range(len(tasks))) / len(tasks)
                                       if status == "ok" else None)
-    if resume_path is not None:  # a rerun of the job restores this run instead of training it again
-        resume.save(resume_path, {"key": key, "result": json.dumps(result), "checkpoints": checkpoints})
-    return _write_outputs(result, checkpoints, metrics_path, None)
+    return result
 
 
-def _write_outputs(result: RunMetrics, checkpoints: list[dict[str, torch.Tensor]], metrics_path: str | Path | None,
+def write_outputs(result: RunMetrics, checkpoints: list[dict[str, torch.Tensor]], metrics_path: str | Path | None,
                    checkpoint_dir: str | Path | None) -> RunMetrics:
     """Write a run's checkpoints (when ``checkpoint_dir``), then its metrics.json (last: its presence
     means the run completed); return ``result``."""
@@ -215,6 +230,11 @@ def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: li
     directory (``resume.state_path``): a job killed or preempted and run again restores the runs
     that had finished and continues the interrupted one after its last completed task. The states
     are deleted once every run of the job is complete.
+
+    When ``batched.plan(specs)`` allows it (``train.batch_seeds``: true, or auto on CUDA, for an
+    element-wise optimizer), the runs are trained together as one stacked model instead
+    (``batched.train_batched``, one resume state for the job); otherwise the first line of the
+    log says why they run one after another.
     """
     checkpoint_dirs = list(checkpoint_dirs) if checkpoint_dirs else [None] * len(specs)
     if not (len(specs) == len(metrics_paths) == len(checkpoint_dirs)):
@@ -222,6 +242,19 @@ def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: li
                          f"{len(checkpoint_dirs)} checkpoint directories; give one of each per run, in the same order")
     for spec in specs:
         optim.check(spec["optimizer"], spec["optimizer_cfg"])
+    from . import batched  # here, not at the top: batched builds on this module
+    why = batched.plan(specs)
+    if why is None:
+        state = batched.state_path(metrics_paths) if resume_states else None
+        print(f"train: {len(specs)} runs batched in one stacked model (train.batch_seeds)", flush=True)
+        results = batched.train_batched(specs, dataset_path, metrics_paths, checkpoint_dirs, progress, state)
+        for result in results:
+            print(describe(result), flush=True)
+        if state is not None:
+            resume.remove(state)
+        return results
+    if len(specs) > 1:
+        print(f"train: {len(specs)} runs one after another ({why})", flush=True)
     states = [resume.state_path(m) if resume_states else None for m in metrics_paths]
     results = []
     for spec, metrics_path, ckpt, state in zip(specs, metrics_paths, checkpoint_dirs, states):

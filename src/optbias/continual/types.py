@@ -22,6 +22,7 @@ class TrainSettings(TypedDict, total=False):
     loss_log_every: Required[int]    # steps per loss-curve window
     validation_fraction: float  # hold out this part of every task's training split (the sweep)
     on_divergence: Literal["fail", "record"]  # record: a NaN loss ends the run as status "diverged"
+    batch_seeds: Literal["auto"] | bool  # seeds of a job as one stacked model (continual/batched.py)
 
 
 class RunSpec(TypedDict):

@@ -1,5 +1,5 @@
 """Optimizers: one registry (registry.py) plus the algorithms we write ourselves (Shampoo, Powerprop)."""
 
-from .registry import REGISTRY, OptimizerConfigError, build, check, known, relative_step_cost
+from .registry import ELEMENTWISE, REGISTRY, OptimizerConfigError, build, check, known, relative_step_cost
 
-__all__ = ["REGISTRY", "OptimizerConfigError", "build", "check", "known", "relative_step_cost"]
+__all__ = ["ELEMENTWISE", "REGISTRY", "OptimizerConfigError", "build", "check", "known", "relative_step_cost"]

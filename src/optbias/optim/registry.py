@@ -63,6 +63,14 @@ NEEDS: dict[str, tuple[str, str]] = {
 RELATIVE_STEP_COST: dict[str, float] = {"shampoo": 4.0, "muon": 3.5, "soap": 5.0, "psgd_kron": 9.0}
 
 
+# Types whose step updates every element of every parameter from that element's own gradient and
+# state alone (and per-tensor step counts): stacking S independent runs' parameters along a new
+# leading dimension leaves each run's update unchanged, so one optimizer over the stacked tensors
+# takes every run's step at once (optbias.continual.batched). Shampoo, Muon, SOAP and PSGD-Kron mix
+# elements within a matrix (their preconditioners), so they are not listed.
+ELEMENTWISE: frozenset[str] = frozenset({"sgd", "adam", "adamw", "adagrad"})
+
+
 def relative_step_cost(type_name: str) -> float:
     """A step's cost relative to Adam's (1 for types not measured): the scheduler's estimate only."""
     return RELATIVE_STEP_COST.get(type_name, 1.0)

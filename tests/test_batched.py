@@ -1,0 +1,203 @@
+"""Seeds batched in one stacked model (optbias.continual.batched): the same algorithm as training the
+seeds one after another, within a tolerance declared here before the first comparison was run.
+
+Declared tolerances (2026-12-01):
+* float64, one epoch of each element-wise optimizer: every weight within 1e-10 of the one-by-one
+  run's (the step is the same arithmetic; only the matmuls' summation order may differ);
+* float32, whole runs of the tiny config (`train_runs`, what the workflow calls): every entry of R
+  within 0.005 (two test images of a pair's 400), every loss-curve window within 1e-4 relative,
+  every checkpoint weight within 1e-4, and the same steps, status and task names.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from optbias import data, engine, fileio, optim
+from optbias.continual import batched, resume, train
+from optbias.models import init_model
+
+ELEMENTWISE_CFGS = [
+    {"type": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
+    {"type": "adam", "lr": 1e-3},
+    {"type": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
+    {"type": "adagrad", "lr": 1e-2},
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "mnist-5k.pt"
+    data.fetch("mnist-5k", path, {})
+    return path
+
+
+def spec(optimizer_cfg, seed, batch_seeds=True, benchmark="class_incremental", **train_extra):
+    bench_cfg = ({"epochs_per_task": 2, "batch_size": 64, "pairs": [[0, 1], [2, 3], [4, 5]]}
+                 if benchmark == "class_incremental" else
+                 {"n_tasks": 3, "epochs_per_task": 1, "batch_size": 64, "permutation_seed": 0})
+    return {"benchmark": benchmark, "benchmark_cfg": bench_cfg, "optimizer": "opt", "optimizer_cfg": optimizer_cfg,
+            "seed": seed, "model": {"hidden": [32]},
+            "train": {"device": "cpu", "threads": 1, "reset_optimizer": False, "loss_log_every": 5,
+                      "batch_seeds": batch_seeds, **train_extra}}
+
+
+def strip_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "timing"}
+
+
+@pytest.mark.parametrize("optimizer_cfg", ELEMENTWISE_CFGS, ids=lambda c: c["type"])
+def test_one_batched_epoch_equals_each_seeds_own_epoch_in_float64(optimizer_cfg):
+    torch.manual_seed(0)
+    x, y = torch.randn(300, 784, dtype=torch.float64), torch.randint(0, 10, (300,))  # last batch: 44 rows
+    seeds = [0, 1, 2]
+    models = [init_model(s, {"hidden": [24, 16]}).double() for s in seeds]
+    params, buffers = torch.func.stack_module_state(models)
+    base = init_model(0, {"hidden": [24, 16]}).to("meta")
+    grad_fn = torch.func.vmap(torch.func.grad_and_value(batched.stacked_loss(base)))
+    opt = optim.build(optimizer_cfg, list(params.values()))
+    losses = []
+    for _ in range(2):  # two epochs: the optimizer's state carries over
+        batched.run_epoch_batched(params, buffers, grad_fn, opt, x, y, 64,
+                                  [torch.Generator().manual_seed(s + 1 + 100 * _) for s in seeds], 0,
+                                  lambda loss, step: losses.append(loss.clone()))
+    assert len(losses) == 2 * 5 and losses[0].shape == (3,)
+    for k, (seed, model) in enumerate(zip(seeds, models)):
+        own = optim.build(optimizer_cfg, model.parameters())
+        own_losses = []
+        for _ in range(2):
+            engine.run_epoch(model, own, x, y, 64, torch.Generator().manual_seed(seed + 1 + 100 * _), 0,
+                             lambda loss, step: own_losses.append(float(loss.detach())))
+        for name, p in model.named_parameters():
+            assert torch.allclose(params[name][k], p, rtol=0, atol=1e-10), (name, (params[name][k] - p).abs().max())
+        assert [float(loss[k]) for loss in losses] == pytest.approx(own_losses, rel=1e-10)
+
+
+@pytest.mark.parametrize("optimizer_cfg, benchmark", [
+    (ELEMENTWISE_CFGS[0], "class_incremental"), (ELEMENTWISE_CFGS[2], "class_incremental"),
+    (ELEMENTWISE_CFGS[3], "permuted"), (ELEMENTWISE_CFGS[1], "permuted")],
+    ids=["sgd-class_incremental", "adamw-class_incremental", "adagrad-permuted", "adam-permuted"])
+def test_batched_runs_match_the_runs_one_after_another(dataset, tmp_path, optimizer_cfg, benchmark):
+    seeds = [0, 1, 2]
+    results = {}
+    for mode in (False, True):
+        specs = [spec(optimizer_cfg, s, mode, benchmark, validation_fraction=0.1) for s in seeds]
+        runs = [tmp_path / f"{mode}/seed{s}" for s in seeds]
+        results[mode] = train.train_runs(specs, dataset, [r / "metrics.json" for r in runs],
+                                         [r / "checkpoints" for r in runs], progress=False)
+    for seed, one, both in zip(seeds, results[False], results[True]):
+        assert both["timing"]["batched_seeds"] == 3 and "batched_seeds" not in one["timing"]
+        assert (both["status"], both["steps"], both["tasks"], both["seed"]) == \
+            (one["status"], one["steps"], one["tasks"], seed) == ("ok", one["steps"], one["tasks"], seed)
+        for key in ("R", "R_val"):
+            assert len(both[key]) == len(one[key])
+            for a, b in zip(one[key], both[key]):
+                assert b == pytest.approx(a, abs=0.005), key
+        assert both["loss_curve"]["step"] == one["loss_curve"]["step"]
+        assert both["loss_curve"]["loss"] == pytest.approx(one["loss_curve"]["loss"], rel=1e-4)
+        assert both["average_forgetting"] == pytest.approx(one["average_forgetting"], abs=0.005)
+        assert json.loads((tmp_path / f"True/seed{seed}/metrics.json").read_text())["R"] == both["R"]
+        for task in range(len(one["tasks"])):
+            a = torch.load(tmp_path / f"False/seed{seed}/checkpoints/task{task}.pt", weights_only=True)
+            b = torch.load(tmp_path / f"True/seed{seed}/checkpoints/task{task}.pt", weights_only=True)
+            assert a.keys() == b.keys()
+            for name in a:
+                assert b[name].dtype == a[name].dtype and b[name].shape == a[name].shape
+                assert torch.allclose(a[name], b[name], rtol=0, atol=1e-4), (name, (a[name] - b[name]).abs().max())
+    assert not list(tmp_path.glob("**/*.pt.*")) and not list(tmp_path.glob("*/*.batched.pt"))  # states removed
+
+
+def test_divergence_is_recorded_per_seed_as_one_after_another(dataset):
+    cfg = {"type": "sgd", "lr": 1e30}  # diverges within the first task
+    one = train.train_runs([spec(cfg, s, False, on_divergence="record") for s in (0, 1)], dataset, [None, None],
+                           progress=False, resume_states=False)
+    both = train.train_runs([spec(cfg, s, True, on_divergence="record") for s in (0, 1)], dataset, [None, None],
+                            progress=False, resume_states=False)
+    for a, b in zip(one, both):
+        assert a["status"] == "diverged"
+        assert (b["status"], b["error"], b["steps"], b["R"], b["loss_curve"]["step"]) == \
+            (a["status"], a["error"], a["steps"], a["R"], a["loss_curve"]["step"])
+    with pytest.raises(engine.DivergenceError, match="seed0"):  # fail (the headline's setting): the job stops
+        train.train_runs([spec(cfg, s, True) for s in (0, 1)], dataset, [None, None], progress=False,
+                         resume_states=False)
+
+
+class Stop(Exception):
+    """Stands for a kill, raised inside a task's training."""
+
+
+def test_an_interrupted_batched_job_resumes_to_identical_outputs(dataset, tmp_path, monkeypatch, capsys):
+    cfg = ELEMENTWISE_CFGS[2]
+    specs = [spec(cfg, s, True) for s in (0, 1)]
+
+    def paths(root):
+        return [root / f"seed{s}/metrics.json" for s in (0, 1)], [root / f"seed{s}/checkpoints" for s in (0, 1)]
+
+    whole = train.train_runs(specs, dataset, *paths(tmp_path / "whole"), progress=False)
+    metrics, ckpts = paths(tmp_path / "resumed")
+    state = batched.state_path(metrics)
+    assert state == tmp_path / "resumed/seed0.batched.pt"
+    real, calls = batched.run_epoch_batched, {"n": 0}
+
+    def stop_on_third(*args, **kwargs):  # task 0 (2 epochs) done, stopped in task 1
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Stop
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batched, "run_epoch_batched", stop_on_third)
+        with pytest.raises(Stop):
+            train.train_runs(specs, dataset, metrics, ckpts, progress=False)
+    assert state.is_file() and not metrics[0].exists()
+    assert [len(r) for r in torch.load(state, weights_only=True)["R"]] == [1, 1]
+    resumed = train.train_runs(specs, dataset, metrics, ckpts, progress=False)
+    assert "resumed from" in capsys.readouterr().out
+    assert [strip_timing(r) for r in resumed] == [strip_timing(r) for r in whole]
+    for s in (0, 1):
+        for task in range(3):
+            assert fileio.sha256_file(ckpts[s] / f"task{task}.pt") == \
+                fileio.sha256_file(tmp_path / f"whole/seed{s}/checkpoints/task{task}.pt")
+    assert not state.exists()  # the job is complete
+
+
+def test_plan_says_why_runs_go_one_after_another():
+    sgd = {"type": "sgd", "lr": 0.1}
+    assert batched.plan([spec(sgd, 0), spec(sgd, 1)]) is None
+    assert "false" in batched.plan([spec(sgd, 0, False), spec(sgd, 1, False)])
+    assert "one run" in batched.plan([spec(sgd, 0)])
+    assert "not element-wise" in batched.plan([spec({"type": "shampoo", "lr": 0.1}, s) for s in (0, 1)])
+    assert "more than their seed" in batched.plan([spec(sgd, 0), spec({"type": "sgd", "lr": 0.2}, 1)])
+    assert "share a seed" in batched.plan([spec(sgd, 0), spec(sgd, 0)])
+    auto = batched.plan([spec(sgd, 0, "auto"), spec(sgd, 1, "auto")])
+    assert (auto is None) == torch.cuda.is_available()  # auto: batched on CUDA only
+    with pytest.raises(ValueError, match="auto, true or false"):
+        batched.plan([spec(sgd, 0, "yes"), spec(sgd, 1, "yes")])
+    with pytest.raises(ValueError, match="not element-wise"):
+        batched.train_batched([spec({"type": "muon", "lr": 0.1}, s) for s in (0, 1)], "unused", [None, None],
+                              [None, None])
+
+
+def test_the_schema_declares_batch_seeds_with_its_default():
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    entry = schema["properties"]["train"]["properties"]["batch_seeds"]
+    assert entry["enum"] == ["auto", True, False] and entry["default"] == "auto" and entry["description"]
+    assert set(optim.ELEMENTWISE) <= set(optim.REGISTRY)
+
+
+def test_batched_step_function_matches_run_epochs_loss():
+    # the stacked loss of one run is run_epoch's loss: mean cross-entropy of the model's logits
+    model = init_model(3, {"hidden": [8]})
+    params, buffers = torch.func.stack_module_state([model])
+    x, y = torch.randn(5, 784), torch.tensor([0, 1, 2, 3, 4])
+    loss = batched.stacked_loss(init_model(0, {"hidden": [8]}).to("meta"))(
+        {k: v[0] for k, v in params.items()}, {k: v[0] for k, v in buffers.items()}, x, y)
+    assert float(loss) == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6)
+    assert resume.state_path("a/seed0/metrics.json") != batched.state_path(["a/seed0/metrics.json"])
