@@ -409,7 +409,7 @@ def render(result: dict[str, Any], command: str) -> str:
     lines.append(f"| 5 | `make reproduce` Snakemake wall time | {wall_text} | <= 15 min |")
     for name, b in result.get("batched", {}).get("optimizers", {}).items():
         lines.append(f"| 6 | {name}: job time of its seeds one after another / batched (speed-up) | "
-                     f"{_ratio(b['speedup'])} | (batched by default where > 1) |")
+                     f"{_ratio(b['speedup'])} | (reported; `auto` batches on CUDA only) |")
     lines += ["", "## 1, 2. Shampoo", "",
               f"Default MLP at batch {sh['batch']}, roots every {sh['update_freq']} steps "
               "(the peer: `preconditioning_compute_steps`), lr 1e-3 for all (the peer writes NaN at larger rates).", "",

@@ -9,25 +9,29 @@ own minibatch, in the order its own generator draws. For an optimizer whose upda
 then takes exactly the step each run's own optimizer would take. So it is the same algorithm as
 ``train.train_run``, in exact arithmetic.
 
-In floating point the batched matmuls round differently from the per-run ones. A float64 run
-equals the sequential one to ~1e-12, and the default float32 runs agree within a stated tolerance
-(tests/test_batched.py). The per-run results (metrics.json, checkpoints) have the same layout
+In floating point the batched matmuls may round differently from the per-run ones, so the
+results equal the one-by-one runs within the tolerance tests/test_batched.py states and checks
+(float64: every weight within 1e-10; the default float32: R, loss curve and checkpoints). The per-run results (metrics.json, checkpoints) have the same layout
 as ``train_run``'s, and are evaluated by the same code on each run's unstacked weights.
 
-Costs: the same FLOPs as S runs one after another, in S-times larger kernels. On a GPU that is what
-keeps the device busy. On one CPU thread the small matmuls already run near the matmul peak, and
-the optimizer's element-wise passes over S-times larger tensors leave the cache: `optbias bench`
-measured it slower there (docs/performance.md). That is why ``train.batch_seeds: auto`` batches
-on CUDA only.
+Costs: the same FLOPs as S runs one after another, in S-times larger kernels, which is what keeps
+a GPU busy. On one CPU thread `optbias bench` measured it slower (figure 6 of docs/performance.md);
+our reading, not measured: the small matmuls already run near the matmul peak there (figure 4), so
+nothing is left to gain, and the element-wise passes over S-times larger tensors fit the cache less
+well. That is why ``train.batch_seeds: auto`` batches on CUDA only (where the speed-up is not
+measured yet).
 
 Divergence: each run keeps its own loss log. A run that diverges ends there, exactly as it would
-alone (``on_divergence: record``: status diverged, its R so far), while the others go on. Its
-stacked slice keeps being updated, but no number of it is read again. With ``on_divergence:
-fail``, the job stops with the run's error, as a sequential job does.
+alone (``on_divergence: record``: status diverged, its R so far, the same step count and error),
+while the others go on; once every run has ended, training stops. A diverged run's stacked slice
+keeps being updated, but no number of it is read again. With ``on_divergence: fail`` the job stops
+with the error of the first run to diverge during training: where several would, that may be
+another seed than the one a one-by-one job names (it names the first in seed order).
 
 Resume: after every task, the whole stack's state (weights, optimizer state, generators, logs,
 rows of R, checkpoints) is saved to one file (``state_path``). A job killed and run again continues
-after the last completed task, and its outputs equal an uninterrupted batched job's byte for byte.
+after the last completed task, and its outputs equal an uninterrupted batched job's byte for byte
+(timing aside).
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ from .types import RunMetrics, RunSpec
 MODES = ("auto", True, False)
 
 
+class AllEnded(Exception):
+    """Every run of a batched job has diverged (recorded): training stops."""
+
+
 def plan(specs: list[RunSpec]) -> str | None:
     """Why ``specs`` run one after another, or None when they are batched (``train_batched``).
 
@@ -61,7 +69,7 @@ def plan(specs: list[RunSpec]) -> str | None:
     ``batchable(specs)`` holds. Raises ``ValueError`` on a ``batch_seeds`` that is not auto, true or false.
     """
     mode = specs[0]["train"].get("batch_seeds", "auto") if specs else "auto"
-    if mode not in MODES:
+    if not any(mode is m or (isinstance(m, str) and mode == m) for m in MODES):  # 0 and 1 are no modes
         raise ValueError(f"train.batch_seeds is {mode!r}; set it to auto, true or false in the config")
     if mode is False:
         return "train.batch_seeds is false"
@@ -230,10 +238,17 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
                             except DivergenceError as err:
                                 end(s, err, epoch_start)
                     bar.update()
+                    if len(ended) == S:
+                        raise AllEnded
 
                 epoch_start = step
-                step = run_epoch_batched(params, buffers, grad_fn, optimizer, task.x_train, task.y_train,
-                                         batch_size, generators, step, after_step)
+                try:
+                    step = run_epoch_batched(params, buffers, grad_fn, optimizer, task.x_train, task.y_train,
+                                             batch_size, generators, step, after_step)
+                except AllEnded:  # every run diverged (recorded): nothing left to train
+                    break
+            if len(ended) == S:
+                break
             for s, model in enumerate(models):
                 if s in ended:
                     continue

@@ -15,7 +15,8 @@ After each task, ``train_run`` saves one file (atomically, ``fileio.atomic_torch
 Where: next to the run's directory, ``<run dir>.resume.pt`` (``data/runs/permuted/sgd/seed0`` ->
 ``data/runs/permuted/sgd/seed0.resume.pt``). That file is no output of any rule, so Snakemake's
 removal of a failed job's outputs leaves it in place; ``optbias.continual.train.train_runs``
-deletes it once every run of the job is complete.
+deletes it once every run of the job is complete. (A job whose seeds are batched keeps one state
+for all of them instead, ``<first run dir>.batched.pt``: ``optbias.continual.batched``.)
 
 Why it is exact: training draws randomness only from the batch-order generator (and torch's and
 numpy's global RNGs, saved too), and every number that goes on is restored bit for bit. So a resumed run's

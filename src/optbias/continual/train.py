@@ -244,22 +244,21 @@ def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: li
         optim.check(spec["optimizer"], spec["optimizer_cfg"])
     from . import batched  # here, not at the top: batched builds on this module
     why = batched.plan(specs)
+    # Either mode's states: a job interrupted in one mode and completed in the other leaves none behind.
+    states = ([resume.state_path(m) for m in metrics_paths] + [batched.state_path(metrics_paths)]
+              if resume_states and specs else [None] * (len(specs) + 1))
     if why is None:
-        state = batched.state_path(metrics_paths) if resume_states else None
         print(f"train: {len(specs)} runs batched in one stacked model (train.batch_seeds)", flush=True)
-        results = batched.train_batched(specs, dataset_path, metrics_paths, checkpoint_dirs, progress, state)
+        results = batched.train_batched(specs, dataset_path, metrics_paths, checkpoint_dirs, progress, states[-1])
         for result in results:
             print(describe(result), flush=True)
-        if state is not None:
-            resume.remove(state)
-        return results
-    if len(specs) > 1:
-        print(f"train: {len(specs)} runs one after another ({why})", flush=True)
-    states = [resume.state_path(m) if resume_states else None for m in metrics_paths]
-    results = []
-    for spec, metrics_path, ckpt, state in zip(specs, metrics_paths, checkpoint_dirs, states):
-        results.append(train_run(spec, dataset_path, metrics_path, ckpt, progress=progress, resume_path=state))
-        print(describe(results[-1]), flush=True)
+    else:
+        if len(specs) > 1:
+            print(f"train: {len(specs)} runs one after another ({why})", flush=True)
+        results = []
+        for spec, metrics_path, ckpt, state in zip(specs, metrics_paths, checkpoint_dirs, states):
+            results.append(train_run(spec, dataset_path, metrics_path, ckpt, progress=progress, resume_path=state))
+            print(describe(results[-1]), flush=True)
     for state in states:
         if state is not None:
             resume.remove(state)
