@@ -442,3 +442,28 @@ def test_a_missing_or_foreign_checkpoint_says_so(tmp_path):
     path.write_bytes(buffer.getvalue())
     with pytest.raises(fileio.CheckpointError, match="not a state_dict"):
         fileio.load_checkpoint(path)
+
+
+def test_a_config_without_a_train_block_gets_every_train_default():
+    """`train` is optional because every key in it has a default; a key the schema both requires and
+    defaults could never be missing, so none may be both (found by the drawn configs above)."""
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    config = copy.deepcopy(TINY_CONFIG)
+    del config["train"]
+    cfgmod.validate(config, SCHEMA_PATH)
+    assert config["train"] == {"device": "auto", "threads": 1, "reset_optimizer": False, "loss_log_every": 10,
+                               "batch_seeds": "auto"}
+
+    def both(node, path=()):  # every (required and defaulted) key anywhere in the schema
+        if isinstance(node, dict):
+            props = node.get("properties", {})
+            yield from ((*path, k) for k in node.get("required", []) if "default" in props.get(k, {}))
+            for k, v in node.items():
+                yield from both(v, (*path, k))
+        elif isinstance(node, list):
+            for v in node:
+                yield from both(v, path)
+
+    assert list(both(schema)) == []
