@@ -245,3 +245,22 @@ def test_batched_step_function_matches_run_epochs_loss():
     with torch.no_grad():
         assert float(loss) == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6)
     assert resume.state_path("a/seed0/metrics.json") != batched.state_path(["a/seed0/metrics.json"])
+
+
+def test_the_workflow_trains_a_job_batched_when_the_config_asks(tmp_path, tiny_config):
+    """`train.batch_seeds: true` through Snakemake's train rule: the element-wise optimizer's job is
+    batched (its log says so, each metrics.json records it), Shampoo's runs one after another."""
+    from conftest import snakemake, write_config
+
+    tiny_config["train"]["batch_seeds"] = True
+    write_config(tmp_path, tiny_config)
+    targets = [f"data/runs/permuted/{opt}/seed{s}/metrics.json" for opt in ("sgd", "shampoo") for s in (0, 1)]
+    snakemake(tmp_path, "--cores", "2", *targets, check=True)
+    for opt, expected in (("sgd", 2), ("shampoo", None)):
+        for s in (0, 1):
+            result = json.loads((tmp_path / f"data/runs/permuted/{opt}/seed{s}/metrics.json").read_text())
+            assert result["status"] == "ok" and result["timing"].get("batched_seeds") == expected, (opt, result["timing"])
+            assert result["spec"]["train"]["batch_seeds"] is True
+    assert "runs batched in one stacked model" in (tmp_path / "logs/train/permuted/sgd.log").read_text()
+    assert "not element-wise" in (tmp_path / "logs/train/permuted/shampoo.log").read_text()
+    assert not list((tmp_path / "data/runs").glob("*/*/*.pt"))  # no resume state left
