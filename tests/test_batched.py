@@ -119,6 +119,19 @@ class Stop(Exception):
     """Stands for a kill, raised inside a task's training."""
 
 
+def stop_on_call(n: int, epoch_fn):
+    """``epoch_fn`` (an epoch of training) that raises ``Stop`` on its call number ``n`` instead."""
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Stop
+        return epoch_fn(*args, **kwargs)
+
+    return wrapped
+
+
 @pytest.mark.parametrize("lr, seeds", [(1e30, (0, 1)), (2e9, (0, 1, 2, 3))], ids=["all-diverge", "some-diverge"])
 def test_divergence_is_recorded_per_seed_as_one_after_another(dataset, monkeypatch, lr, seeds):
     cfg = {"type": "sgd", "lr": lr}
@@ -155,16 +168,8 @@ def test_divergence_is_recorded_per_seed_as_one_after_another(dataset, monkeypat
 def test_a_state_of_the_other_mode_is_removed_when_the_job_completes(dataset, tmp_path, monkeypatch):
     cfg = ELEMENTWISE_CFGS[0]
     metrics = [tmp_path / f"seed{s}/metrics.json" for s in (0, 1)]
-    real, calls = train.run_epoch, {"n": 0}
-
-    def stop_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Stop
-        return real(*args, **kwargs)
-
     with monkeypatch.context() as patch:
-        patch.setattr(train, "run_epoch", stop_on_third)
+        patch.setattr(train, "run_epoch", stop_on_call(3, train.run_epoch))
         with pytest.raises(Stop):  # one after another, interrupted in seed 0's second task
             train.train_runs([spec(cfg, s, False) for s in (0, 1)], dataset, metrics, progress=False)
     assert [p.name for p in tmp_path.glob("*.pt")] == ["seed0.resume.pt"]
@@ -183,16 +188,8 @@ def test_an_interrupted_batched_job_resumes_to_identical_outputs(dataset, tmp_pa
     metrics, ckpts = paths(tmp_path / "resumed")
     state = batched.state_path(metrics)
     assert state == tmp_path / "resumed/seed0.batched.pt"
-    real, calls = batched.run_epoch_batched, {"n": 0}
-
-    def stop_on_third(*args, **kwargs):  # task 0 (2 epochs) done, stopped in task 1
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Stop
-        return real(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(batched, "run_epoch_batched", stop_on_third)
+    with monkeypatch.context() as patch:  # task 0 (2 epochs) done, stopped in task 1
+        patch.setattr(batched, "run_epoch_batched", stop_on_call(3, batched.run_epoch_batched))
         with pytest.raises(Stop):
             train.train_runs(specs, dataset, metrics, ckpts, progress=False)
     assert state.is_file() and not metrics[0].exists()

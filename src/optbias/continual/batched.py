@@ -11,8 +11,9 @@ then takes exactly the step each run's own optimizer would take. So it is the sa
 
 In floating point the batched matmuls may round differently from the per-run ones, so the
 results equal the one-by-one runs within the tolerance tests/test_batched.py states and checks
-(float64: every weight within 1e-10; the default float32: R, loss curve and checkpoints). The per-run results (metrics.json, checkpoints) have the same layout
-as ``train_run``'s, and are evaluated by the same code on each run's unstacked weights.
+(float64: every weight within 1e-10; the default float32: R, loss curve and checkpoints). The
+per-run results (metrics.json, checkpoints) have the same layout as ``train_run``'s, and are
+evaluated by the same code on each run's unstacked weights.
 
 Costs: the same FLOPs as S runs one after another, in S-times larger kernels, which is what keeps
 a GPU busy. On one CPU thread `optbias bench` measured it slower (figure 6 of docs/performance.md);

@@ -193,7 +193,7 @@ def run_result(spec: RunSpec, tasks: list[Task], status: str, error: str | None,
 
 
 def write_outputs(result: RunMetrics, checkpoints: list[dict[str, torch.Tensor]], metrics_path: str | Path | None,
-                   checkpoint_dir: str | Path | None) -> RunMetrics:
+                  checkpoint_dir: str | Path | None) -> RunMetrics:
     """Write a run's checkpoints (when ``checkpoint_dir``), then its metrics.json (last: its presence
     means the run completed); return ``result``."""
     if checkpoint_dir is not None:
