@@ -78,7 +78,8 @@ def test_bench_config_merges_onto_the_default_and_checks_its_arguments(tmp_path)
     merged = bench.merged_config(REPO / "config" / "fashion.yaml", REPO / "config" / "config.yaml")
     assert merged["dataset"] == "fashion-mnist" and merged["optimizers"]["shampoo"]["root_dtype"] == "float32"
     assert merged["benchmarks"]["permuted"]["n_tasks"] == 10  # from the default, under fashion's own epochs
-    assert merged["benchmarks"]["permuted"]["epochs_per_task"] == 2
+    assert merged["benchmarks"]["permuted"]["epochs_per_task"] == 4  # fashion.yaml's own (its budget rule's choice)
+    assert merged["optimizers"]["adamw"] == {"type": "adamw", "lr": 3.0e-4, "weight_decay": 1.0e-2}  # lr merged alone
     with pytest.raises(ValueError, match="0 < LOW < HIGH"):
         bench.run(REPO / "config" / "config.yaml", tmp_path, epochs=(3, 3))
     with pytest.raises(ValueError, match="give a .md path"):
