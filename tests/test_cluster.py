@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, scheduled, snakemake, write_config
 
@@ -239,8 +238,9 @@ def test_the_larger_configs_dry_run_on_the_cluster_profile(cluster, tmp_path, na
                            str(REPO / "workflow/profiles/slurm"), "--configfile", str(tmp_path / f"config/{name}.yaml"),
                            "-n"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    config = {**yaml.safe_load((REPO / "config/config.yaml").read_text()),
-              **yaml.safe_load((REPO / f"config/{name}.yaml").read_text())}
+    from optbias.bench import merged_config  # Snakemake's own nested merge, as --configfile does
+
+    config = merged_config(REPO / f"config/{name}.yaml", REPO / "config/config.yaml")
     assert scheduled(proc.stdout + proc.stderr)["train"] == (
         len(config["benchmarks"]) * len(config["optimizers"]) * len(config["seeds"]))
     assert not (tmp_path / "data").exists()
