@@ -56,9 +56,6 @@ from . import resume
 from .train import load_tasks, run_result, write_outputs
 from .types import RunMetrics, RunSpec
 
-MODES = ("auto", True, False)
-
-
 class AllEnded(Exception):
     """Every run of a batched job has diverged (recorded): training stops."""
 
@@ -70,7 +67,7 @@ def plan(specs: list[RunSpec]) -> str | None:
     ``batchable(specs)`` holds. Raises ``ValueError`` on a ``batch_seeds`` that is not auto, true or false.
     """
     mode = specs[0]["train"].get("batch_seeds", "auto") if specs else "auto"
-    if not any(mode is m or (isinstance(m, str) and mode == m) for m in MODES):  # 0 and 1 are no modes
+    if not (mode == "auto" or mode is True or mode is False):  # `is`: 0 == False and 1 == True are no modes
         raise ValueError(f"train.batch_seeds is {mode!r}; set it to auto, true or false in the config")
     if mode is False:
         return "train.batch_seeds is false"
@@ -226,7 +223,7 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
                desc=f"{first['benchmark']}/{first['optimizer']} ({S} seeds batched)")
     try:
         for i, task in enumerate(tasks):
-            if i < done or len(ended) == S:
+            if i < done:  # completed before a resume (a saved state always has a run left: see the break below)
                 continue
             if i > 0 and train_cfg["reset_optimizer"]:
                 optimizer = make_optimizer()
