@@ -56,6 +56,7 @@ from . import resume
 from .train import load_tasks, run_result, write_outputs
 from .types import RunMetrics, RunSpec
 
+
 class AllEnded(Exception):
     """Every run of a batched job has diverged (recorded): training stops."""
 
