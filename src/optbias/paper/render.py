@@ -7,6 +7,8 @@ Why: a number typed by hand drifts from the data; a placeholder cannot. The Mark
   - the audit: ``{{ C2.value }}`` (measured, every case), ``{{ C2.verdict }}``, ``{{ audit.supported }}``,
     ``{{ audit.not_supported }}``, ``{{ audit.inconclusive }}``, ``{{ audit.total }}``,
   - the workflow config: ``{{ config.model.hidden }}``;
+  - the dataset (``optbias.data.describe``): ``{{ dataset.name }}`` ("MNIST", "Fashion-MNIST"),
+    ``{{ dataset.item }}`` ("digit", "class"), ``{{ dataset.description }}``;
 * ``[claim:ID]`` markers, rendered as a link to that claim's row of the audit table, with its verdict;
 * ``![caption](figures/x.png)`` images, embedded as data URIs so that the page stands alone.
 
@@ -27,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ..data import describe
 from .claims import ClaimError, format_value, measured, select
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
@@ -125,6 +128,9 @@ class Resolver:
                 return format_number(select(self._doc(output), selector), fmt or "str")
             if head == "config":
                 return format_number(select(self.config, rest), fmt or "list")
+            if head == "dataset":
+                return format_number(select(describe(self.config["dataset"], self.config.get("data")), rest),
+                                     fmt or "str")
             if head == "audit" and rest in self.audit_values:
                 return str(self.audit_values[rest])
             if head in self.rows and rest in ("value", "verdict"):
@@ -133,7 +139,8 @@ class Resolver:
         except KeyError as err:
             raise PaperError(f"placeholder {{{{ {name} }}}}: {err.args[0]}") from None
         raise PaperError(f"placeholder {{{{ {name} }}}} is not a variable of paper/variables.yaml, "
-                         "<output>:<selector>, a claim's .value/.verdict, audit.<count> or config.<key>; "
+                         "<output>:<selector>, a claim's .value/.verdict, audit.<count>, config.<key> or "
+                         "dataset.<name|item|description>; "
                          "define it in paper/variables.yaml")
 
 
