@@ -104,13 +104,19 @@ def all_finite(model: torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def optimizer_diagnostics(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, float]]:
+def optimizer_diagnostics(optimizer: torch.optim.Optimizer, run: int | None = None) -> tuple[dict[str, Any],
+                                                                                           dict[str, float]]:
     """Split what an optimizer reports about itself into (counters, durations).
 
     Counters (e.g. Shampoo's root failures) are deterministic; durations (keys ending in ``_s``)
-    are not, so they go to the run's ``timing`` block, next to the wall time.
+    are not, so they go to the run's ``timing`` block, next to the wall time. ``run``: for an
+    optimizer over stacked runs (the batched-seed mode), run ``run``'s own report when the optimizer
+    keeps one per run (``run_diagnostics``), else the whole job's.
     """
     report = getattr(optimizer, "diagnostics", None)
+    per_run = getattr(optimizer, "run_diagnostics", None)
+    if run is not None and callable(per_run):
+        report = lambda: per_run(run)  # noqa: E731
     everything = dict(report()) if callable(report) else {}
     durations = {k: v for k, v in everything.items() if k.endswith("_s")}
     return {k: v for k, v in everything.items() if k not in durations}, durations

@@ -6,8 +6,10 @@ dimension (``torch.func.stack_module_state``: a (out, in) weight becomes (S, out
 ``vmap`` of ``grad_and_value`` over the stack gives each run the gradient of its own loss on its
 own minibatch, in the order its own generator draws. For an optimizer whose update is per element
 (``optim.registry.ELEMENTWISE``: SGD, Adam, AdamW, Adagrad), one optimizer over the stacked tensors
-then takes exactly the step each run's own optimizer would take. So it is the same algorithm as
-``train.train_run``, in exact arithmetic.
+then takes exactly the step each run's own optimizer would take. Shampoo, whose preconditioner mixes
+the elements of a matrix, has a stacked class of its own (``optim.registry.STACKED``:
+optim/stacked_shampoo.py): every run's factors, roots and grafting norms, batched. Either way it
+is the same algorithm as ``train.train_run``, in exact arithmetic.
 
 In floating point the batched matmuls may round differently from the per-run ones, so the
 results equal the one-by-one runs within the tolerance tests/test_batched.py states and checks
@@ -80,12 +82,14 @@ def plan(specs: list[RunSpec]) -> str | None:
 
 def batchable(specs: list[RunSpec]) -> str | None:
     """Why ``specs`` cannot be trained as one stacked model, or None when they can: at least two
-    runs, with distinct seeds, that differ in nothing else, of an optimizer type in ``optim.ELEMENTWISE``."""
+    runs, with distinct seeds, that differ in nothing else, of an optimizer type in ``optim.BATCHABLE``
+    (element-wise, or with a stacked class)."""
     if len(specs) < 2:
         return "one run only"
     kind = specs[0]["optimizer_cfg"]["type"]
-    if kind not in optim.ELEMENTWISE:
-        return f"optimizer type {kind!r} is not element-wise (batched: {', '.join(sorted(optim.ELEMENTWISE))})"
+    if kind not in optim.BATCHABLE:
+        return (f"optimizer type {kind!r} is neither element-wise nor has a stacked class "
+                f"(batched: {', '.join(sorted(optim.BATCHABLE))})")
     rest = [json.dumps({k: v for k, v in s.items() if k != "seed"}, sort_keys=True) for s in specs]
     if len(set(rest)) > 1:
         return "the runs differ in more than their seed"
@@ -174,7 +178,8 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
     params, buffers = torch.func.stack_module_state(models)  # name -> (S, ...), leaves requiring grad
     base = copy.deepcopy(models[0]).to("meta")  # the architecture only, for functional_call
     grad_fn = torch.func.vmap(torch.func.grad_and_value(stacked_loss(base)))
-    make_optimizer = lambda: optim.build(first["optimizer_cfg"], list(params.values()), first["optimizer"])  # noqa: E731
+    make_optimizer = lambda: optim.build(first["optimizer_cfg"], list(params.values()), first["optimizer"],  # noqa: E731
+                                         stacked=True)
     optimizer = make_optimizer()
 
     epochs, batch_size = int(bench_cfg["epochs_per_task"]), int(bench_cfg["batch_size"])
@@ -277,10 +282,10 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
                     "spent_s": spent + time.perf_counter() - started, "results": None})
     finally:
         bar.close()
-    counters, durations = optimizer_diagnostics(optimizer)
     wall = round((spent + time.perf_counter() - started) / S, 3)
     results = []
     for s, spec in enumerate(specs):
+        counters, durations = optimizer_diagnostics(optimizer, run=s)
         status, error = ("diverged", ended[s]["error"]) if s in ended else ("ok", None)
         at = ended[s]["step"] if s in ended else step
         results.append(run_result(spec, tasks, status, error, R[s], R_val[s] if val_tasks else None, logs[s].curve,

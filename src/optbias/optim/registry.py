@@ -69,6 +69,13 @@ RELATIVE_STEP_COST: dict[str, float] = {"shampoo": 4.0, "muon": 3.5, "soap": 5.0
 # takes every run's step at once (optbias.continual.batched). Shampoo, Muon, SOAP and PSGD-Kron mix
 # elements within a matrix (their preconditioners), so they are not listed.
 ELEMENTWISE: frozenset[str] = frozenset({"sgd", "adam", "adamw", "adagrad"})
+# Types whose stacked runs need a class of their own, which takes each run's step on its slice of
+# every stacked parameter (same options; continual/batched.py builds it with ``build(stacked=True)``).
+STACKED: dict[str, str] = {
+    "shampoo": "optbias.optim.stacked_shampoo:StackedShampoo",  # batched factors, roots and grafting norms
+}
+# What the batched-seed mode can train: the element-wise types as they are, and the STACKED ones.
+BATCHABLE: frozenset[str] = ELEMENTWISE | frozenset(STACKED)
 
 
 def relative_step_cost(type_name: str) -> float:
@@ -274,14 +281,24 @@ def check(name: str, entry: dict[str, Any]) -> None:
 
 
 def build(entry: dict[str, Any], params: Iterable[torch.nn.Parameter], name: str = "optimizer",
-          model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+          model: torch.nn.Module | None = None, stacked: bool = False) -> torch.optim.Optimizer:
     """Instantiate the optimizer described by a config entry such as ``{type: adam, lr: 1e-3}`` or
     ``{type: torch.optim.NAdam, lr: 1e-3}``; raises ``OptimizerConfigError`` as ``check`` does.
 
     ``model``: the module ``params`` come from, handed to the optimizer's ``attach(model)`` when it
-    has one (Shampoo's ``gradient_factors`` hooks its linear layers); other optimizers ignore it."""
+    has one (Shampoo's ``gradient_factors`` hooks its linear layers); other optimizers ignore it.
+    ``stacked``: ``params`` are S runs' parameters stacked along a leading dimension (the batched-seed
+    mode): the type's ``STACKED`` class, or its own class for an element-wise type; ``ValueError``
+    for a type in neither (``BATCHABLE``)."""
     check(name, entry)
     kwargs = {k: v for k, v in entry.items() if k != "type"}
+    if stacked and entry["type"] not in BATCHABLE:
+        raise ValueError(f"optimizer {name!r}: type {entry['type']!r} cannot step stacked runs; "
+                         f"the batched-seed mode trains {', '.join(sorted(BATCHABLE))}")
+    if stacked and entry["type"] in STACKED:
+        module, _, cls_name = STACKED[entry["type"]].partition(":")
+        optimizer = getattr(importlib.import_module(module), cls_name)(params, **kwargs)
+        return optimizer  # no attach: the stacked runs' gradients come from torch.func, not from layers
     optimizer = resolve(entry["type"])(params, **kwargs)
     if model is not None and callable(getattr(optimizer, "attach", None)):
         optimizer.attach(model)
