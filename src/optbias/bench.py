@@ -18,8 +18,8 @@ The five figures (issue "Performance"), written to ``docs/performance.md`` with 
    wall time from Snakemake's log and the job time per stage (and Shampoo's share) from the
    ``benchmarks/`` files written during that run; also the floor the jobs other than Shampoo put
    under the wall time (their job time / the cores).
-6. the batched-seed mode (``train.batch_seeds``, ``optbias.continual.batched``): per element-wise
-   optimizer of the config, the wall time of a job training every seed one after another / the same
+6. the batched-seed mode (``train.batch_seeds``, ``optbias.continual.batched``): per optimizer of
+   the config that it trains (element-wise ones and Shampoo), the wall time of a job training every seed one after another / the same
    job with the seeds batched in one stacked model (above 1: batching is faster).
 """
 
@@ -241,7 +241,8 @@ def throughput_figures(cfg: dict, dataset: Path, epochs: tuple[int, int], peak: 
 
 
 def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> dict[str, Any]:
-    """Figure 6: for each optimizer entry of ``cfg`` whose type is element-wise (``registry.ELEMENTWISE``),
+    """Figure 6: for each optimizer entry of ``cfg`` whose type the batched mode trains (``registry.BATCHABLE``:
+    the element-wise types and Shampoo),
     the wall time of ``train_runs`` over every seed of ``cfg["seeds"]`` on the throughput benchmark at
     ``epochs`` per task, one after another (``batch_seeds: false``) and batched (``true``); the
     fastest of ``repeats`` each, after one warm-up of each mode. ``speedup`` = one after another /
@@ -252,7 +253,7 @@ def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> 
     out: dict[str, Any] = {"benchmark": THROUGHPUT_BENCHMARK, "epochs": epochs, "seeds": len(seeds),
                            "repeats": repeats, "optimizers": {}}
     for name, entry in cfg["optimizers"].items():
-        if entry["type"] not in registry.ELEMENTWISE:
+        if entry["type"] not in registry.BATCHABLE:
             continue
 
         def job_s(batch: bool, name: str = name) -> float:
@@ -361,7 +362,7 @@ def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, i
         progress(f"throughput: train_run, a plain loop{', Avalanche' if importlib.util.find_spec('avalanche') else ''}"
                  f" at {epochs[0]} and {epochs[1]} epochs per task; the fixed cost of a job")
         result["throughput"] = throughput_figures(cfg, dataset, epochs, peak)
-        progress(f"batched seeds: every element-wise optimizer's {len(cfg['seeds'])} seeds one after another and "
+        progress(f"batched seeds: every batchable optimizer's {len(cfg['seeds'])} seeds one after another and "
                  f"batched, {epochs[0]} epochs per task")
         with contextlib.redirect_stdout(io.StringIO()):  # train_runs prints a line per run
             result["batched"] = batched_figures(cfg, dataset, epochs[0])
@@ -440,6 +441,9 @@ def render(result: dict[str, Any], command: str) -> str:
               "built-in of torch.optim: its first `step()` imports torch._dynamo even when nothing is compiled; "
               "it cannot be skipped without patching torch.", "",
               "| part | seconds |", "|---|---|", *[f"| {k} | {v:.2f} |" for k, v in fc.items()], "",
+              *(["The warm-up row is a difference of timings (the whole job minus its imports and its training at "
+                 "the measured throughput); below 0 it is smaller than their noise, i.e. about nothing.", ""]
+                if fc["warm-up, data loading, evaluation"] < 0 else []),
               f"An SGD step: {tp['sgd_step']['ms']:.2f} ms, {tp['sgd_step']['gflops']:.1f} GFLOP/s.", "",
               "## 5. `make reproduce`", ""]
     if wall is not None:
@@ -462,7 +466,8 @@ def render(result: dict[str, Any], command: str) -> str:
                   f"One job of {bt['seeds']} seeds on {bt['benchmark']} at {bt['epochs']} epochs per task, whole "
                   f"(data loading and evaluation included), the fastest of {bt['repeats']}: every seed one after another "
                   "(`train.batch_seeds: false`) against all seeds in one stacked model (`true`, "
-                  "src/optbias/continual/batched.py). `auto`, the default, batches on CUDA only; on this CPU a "
+                  "src/optbias/continual/batched.py; Shampoo through src/optbias/optim/stacked_shampoo.py). `auto`, "
+                  "the default, batches on CUDA only; on this CPU a "
                   "speed-up below 1 means batching is slower here.", "",
                   "| optimizer | type | one after another (s) | batched (s) | speed-up |", "|---|---|---|---|---|"]
         for name, b in bt["optimizers"].items():
