@@ -218,11 +218,12 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
     record = train_cfg.get("on_divergence", "fail") == "record"
 
     def end(s: int, err: DivergenceError, at: int) -> None:
-        """Run s diverged: record it (its numbers stop here), or stop the job. ``at``: its step count,
-        as ``train_run`` reports it (at the start of the epoch the loss diverged in)."""
+        """Run s diverged: record it (its numbers stop here, its optimizer's counters too), or stop
+        the job. ``at``: its step count, as ``train_run`` reports it (at the start of the epoch the
+        loss diverged in)."""
         if not record:
             raise err
-        ended[s] = {"error": str(err), "step": at}
+        ended[s] = {"error": str(err), "step": at, "diagnostics": list(optimizer_diagnostics(optimizer, run=s))}
 
     total = sum(epochs * math.ceil(len(t.y_train) / batch_size) for t in tasks)
     bar = tqdm(total=total, initial=step, disable=not progress, mininterval=2.0,
@@ -284,8 +285,9 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
         bar.close()
     wall = round((spent + time.perf_counter() - started) / S, 3)
     results = []
-    for s, spec in enumerate(specs):
-        counters, durations = optimizer_diagnostics(optimizer, run=s)
+    for s, spec in enumerate(specs):  # a diverged run's counters as they were when it ended
+        counters, durations = (ended[s]["diagnostics"] if s in ended and "diagnostics" in ended[s]
+                               else optimizer_diagnostics(optimizer, run=s))
         status, error = ("diverged", ended[s]["error"]) if s in ended else ("ok", None)
         at = ended[s]["step"] if s in ended else step
         results.append(run_result(spec, tasks, status, error, R[s], R_val[s] if val_tasks else None, logs[s].curve,

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from .shampoo import EIGEN_FLOOR, EXPONENTS, ROOT_DTYPES, Shampoo, all_finite
+from .shampoo import EIGEN_FLOOR, EXPONENTS, FACTOR_COUNTERS, ROOT_DTYPES, Shampoo
 
 RUN_COUNTERS = ("root_failures", "root_computations", "root_retries", "nonfinite_updates")
 
@@ -64,12 +64,14 @@ def inverse_roots(factors: torch.Tensor, power: float, epsilon: float, epsilon_m
     else:
         damping = torch.full_like(eigenvalues[:, :1], epsilon)
     scaled = (eigenvalues + damping).clamp_min(EIGEN_FLOOR).pow(-power)  # (S, n)
+    # Exactly zero damping (nothing observed yet) gives the identity; a NaN damping (a factor that
+    # overflowed) must stay NaN, so that the root counts as failed, as in inverse_root.
     if vectors is None:
-        root = torch.where(damping > 0, scaled, torch.ones_like(scaled))
+        root = torch.where(damping == 0, torch.ones_like(scaled), scaled)
     else:
         root = (vectors * scaled[:, None, :]) @ vectors.transpose(1, 2)  # (S, n, n)
         eye = torch.eye(f.shape[-1], dtype=f.dtype, device=f.device).expand_as(root)
-        root = torch.where(damping[:, :, None] > 0, root, eye)
+        root = torch.where(damping[:, :, None] == 0, eye, root)
     return root.to(factors.dtype)
 
 
@@ -104,18 +106,24 @@ class StackedShampoo(Shampoo):
         self.runs = sizes.pop()
         self.run_counters = {name: [0] * self.runs for name in RUN_COUNTERS}
 
+    def _factor_keys(self) -> dict[str, int]:
+        """Shampoo's gradient-factor counters, reported (as 0: every update here is dense) where
+        Shampoo reports them, so that a run's metrics have the same keys either way."""
+        factored = any(g.get("gradient_factors", False) for g in self.param_groups)
+        return dict.fromkeys(FACTOR_COUNTERS, 0) if factored else {}
+
     def diagnostics(self) -> dict[str, int | float]:
         """The counters summed over the runs, and the seconds spent in roots."""
         out: dict[str, int | float] = {name: sum(values) for name, values in self.run_counters.items()}
         out["root_time_s"] = self.root_time_s
-        return out
+        return {**out, **self._factor_keys()}
 
     def run_diagnostics(self, run: int) -> dict[str, int | float]:
         """Run ``run``'s counters, as ``Shampoo.diagnostics`` reports them for one run; its
         ``root_time_s`` is the batched roots' time divided by the number of runs."""
         out: dict[str, int | float] = {name: values[run] for name, values in self.run_counters.items()}
         out["root_time_s"] = self.root_time_s / self.runs
-        return out
+        return {**out, **self._factor_keys()}
 
     def state_dict(self) -> dict[str, Any]:
         state_dict = super().state_dict()
@@ -143,6 +151,8 @@ class StackedShampoo(Shampoo):
         all_ok = bool(ok.all())
         if "step" not in state:
             state["step"] = torch.zeros(self.runs, dtype=torch.int64, device=p.device)
+        elif state["step"].device != p.device:  # load_state_dict leaves "step" where it was saved (the CPU)
+            state["step"] = state["step"].to(p.device)
         state["step"] += ok.to(torch.int64)
 
         if p.ndim == 3:  # each run's parameter is 2-D
@@ -247,11 +257,11 @@ class StackedShampoo(Shampoo):
         if group["grafting"] == "adagrad":
             return self._adagrad(grad, state, group["graft_eps"], ok, all_ok)
         beta1, beta2 = group["graft_beta1"], group["graft_beta2"]
-        step = _per_run(state["step"], grad).to(grad.dtype)
+        step = _per_run(state["step"], grad).to(torch.float64)  # bias corrections in float64, as Shampoo's
         if "graft_m" not in state:
             state["graft_m"], state["graft_v"] = torch.zeros_like(grad), torch.zeros_like(grad)
         _assign(state["graft_m"], state["graft_m"] * beta1 + grad * (1 - beta1), ok, all_ok)
         _assign(state["graft_v"], torch.addcmul(state["graft_v"] * beta2, grad, grad, value=1 - beta2), ok, all_ok)
-        m_hat = state["graft_m"] / (1 - beta1 ** step)
-        v_hat = state["graft_v"] / (1 - beta2 ** step)
+        m_hat = state["graft_m"] / (1 - beta1 ** step).to(grad.dtype)  # Python floats, rounded once
+        v_hat = state["graft_v"] / (1 - beta2 ** step).to(grad.dtype)
         return m_hat / (v_hat.sqrt() + group["graft_eps"])
