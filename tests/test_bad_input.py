@@ -54,6 +54,7 @@ def _base_config() -> dict:
     config["powerprop"]["histogram"] = {"low": -8, "high": 1, "bins": 45}
     config["benchmarks"]["class_incremental"]["pairs"] = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
     config["probes"] = {"linear_probe_pairs": {"class_incremental": "final", "permuted": "diagonal_and_final"}}
+    config["paper"]["datasets"] = {"Fashion-MNIST": "paper/fashion/verdicts.json"}
     cfgmod.validate(config, SCHEMA_PATH)  # fills every default
     return config
 

@@ -142,6 +142,37 @@ def test_the_report_names_the_dataset_it_ran_on(world):
                                                                        "INCONCLUSIVE": 0}}, "", CONFIG, root)
 
 
+def test_other_datasets_verdicts_are_tabled_next_to_this_runs(world, tmp_path):
+    """paper/datasets.md with paper.datasets: one row per claim, this run's verdict and the other
+    run's (from its committed verdicts JSON), and whether they agree; a claim the other run did not
+    audit says so; a missing file or an empty paper.datasets is an error naming the fix."""
+    root, result = world
+    rows = result["claims"]
+    flipped = {"SUPPORTED": "NOT SUPPORTED", "NOT SUPPORTED": "SUPPORTED", "INCONCLUSIVE": "SUPPORTED"}
+    other = {r["id"]: (flipped[r["verdict"]] if r["id"] == rows[0]["id"] else r["verdict"]) for r in rows[1:]}
+    other[rows[0]["id"]] = flipped[rows[0]["verdict"]]
+    del other[rows[-1]["id"]]
+    path = tmp_path / "fashion_verdicts.json"
+    path.write_text(json.dumps(other))
+    sources = [REPO / "paper/paper.md", REPO / "paper/datasets.md"]
+    page = P.build(sources, REPO / "paper/variables.yaml", root / "data/audit.json", root / "paper/audit.md",
+                   CONFIG, root, datasets={"Fashion-MNIST": path})
+    assert "<th>MNIST (this run)</th>" in page and "<th>Fashion-MNIST</th>" in page
+    first, last = rows[0], rows[-1]
+    assert re.search(rf'<td><a href="#claim-{first["id"]}">{first["id"]}</a></td>\s*<td>{first["verdict"]}</td>\s*'
+                     rf'<td>{flipped[first["verdict"]]}</td>\s*<td>no</td>', page)
+    assert re.search(rf'<td><a href="#claim-{last["id"]}">{last["id"]}</a></td>\s*<td>{last["verdict"]}</td>\s*'
+                     r'<td>not audited</td>\s*<td>no</td>', page)
+    middle = rows[1]
+    assert re.search(rf'<td>{middle["verdict"]}</td>\s*<td>{middle["verdict"]}</td>\s*<td>yes</td>', page)
+    assert page.count('<a href="#claim-') == len(rows)
+    with pytest.raises(P.PaperError, match="do not exist; run that config"):
+        P.build(sources, REPO / "paper/variables.yaml", root / "data/audit.json", root / "paper/audit.md",
+                CONFIG, root, datasets={"Fashion-MNIST": tmp_path / "missing.json"})
+    with pytest.raises(P.PaperError, match="needs paper.datasets"):
+        P.build(sources, REPO / "paper/variables.yaml", root / "data/audit.json", root / "paper/audit.md", CONFIG, root)
+
+
 def test_every_claim_marker_links_to_its_audit_row_which_names_the_rule(world):
     root, result = world
     page = P.build(REPO / "paper/paper.md", REPO / "paper/variables.yaml", root / "data/audit.json",

@@ -81,3 +81,17 @@ def test_the_default_paper_block_audits_and_renders_the_default_claims_alone(ful
     assert {"E1", "E2"} <= {c["id"] for c in claims} and not any(c["id"].startswith(("E3", "E4", "ES", "EB")) for c in claims)
     page = (workdir / "paper/build/paper.html").read_text()
     assert "{{" not in page and "Beyond the paper: modern preconditioners" in page and "The extended run" not in page
+    # Another dataset's committed verdicts (paper.datasets), tabled by paper/datasets.md: only the page reruns.
+    other = json.loads((workdir / "paper/verdicts.json").read_text())
+    first = next(iter(other))
+    other[first] = "INCONCLUSIVE" if other[first] != "INCONCLUSIVE" else "SUPPORTED"
+    verdicts = workdir / "fashion_verdicts.json"
+    verdicts.write_text(json.dumps(other))
+    config["paper"]["source"] = ["paper/paper.md", "paper/datasets.md"]
+    config["paper"]["datasets"] = {"Fashion-MNIST": str(verdicts)}
+    write_config(workdir, config)
+    proc = snakemake(workdir, "--cores", "2", check=True)
+    assert scheduled(proc.stdout + proc.stderr) == {"paper": 1, "all": 1}
+    page = (workdir / "paper/build/paper.html").read_text()
+    assert "the same claims on other data" in page and "<th>Fashion-MNIST</th>" in page
+    assert page.count("<td>yes</td>") == len(other) - 1 and page.count("<td>no</td>") == 1

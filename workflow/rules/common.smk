@@ -379,6 +379,7 @@ def paper_inputs(wildcards):
         "evidence": sorted(set(_render.variable_outputs(_render.load_variables(variables)))
                            | set(_render.inline_outputs(text))),
         "figures": _render.figure_paths(text),
+        "datasets": [repo_path(path) for path in PAPER.get("datasets", {}).values()],  # other runs' verdicts
     }
 
 

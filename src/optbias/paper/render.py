@@ -9,6 +9,8 @@ Why: a number typed by hand drifts from the data; a placeholder cannot. The Mark
   - the workflow config: ``{{ config.model.hidden }}``;
   - the dataset (``optbias.data.describe``): ``{{ dataset.name }}`` ("MNIST", "Fashion-MNIST"),
     ``{{ dataset.item }}`` ("digit", "class"), ``{{ dataset.description }}``;
+  - other datasets' committed verdicts (``paper.datasets``): ``{{ datasets.verdicts }}``, a table of
+    every claim's verdict here and on each of them (``verdicts_table``);
 * ``[claim:ID]`` markers, rendered as a link to that claim's row of the audit table, with its verdict;
 * ``![caption](figures/x.png)`` images, embedded as data URIs so that the page stands alone.
 
@@ -100,8 +102,10 @@ def figure_paths(source: str) -> list[str]:
 class Resolver:
     """Resolve a placeholder name against the variables, the audit and the config."""
 
-    def __init__(self, variables: Mapping[str, dict], audit: dict, config: Mapping, root: Path):
+    def __init__(self, variables: Mapping[str, dict], audit: dict, config: Mapping, root: Path,
+                 datasets: Mapping[str, str | Path] | None = None):
         self.variables, self.config, self.root = variables, config, root
+        self.datasets = dict(datasets or {})
         self.rows = {row["id"]: row for row in audit["claims"]}
         counts = audit["counts"]
         self.audit_values = {"supported": counts["SUPPORTED"], "not_supported": counts["NOT SUPPORTED"],
@@ -128,6 +132,8 @@ class Resolver:
                 return format_number(select(self._doc(output), selector), fmt or "str")
             if head == "config":
                 return format_number(select(self.config, rest), fmt or "list")
+            if name == "datasets.verdicts":
+                return verdicts_table(self.rows, self.config.get("dataset", ""), self.datasets)
             if head == "dataset":
                 return format_number(select(describe(self.config["dataset"], self.config.get("data")), rest),
                                      fmt or "str")
@@ -155,13 +161,51 @@ def _embed(match: re.Match, root: Path) -> str:
             f"<figcaption>{html.escape(alt)} (<code>{html.escape(path)}</code>)</figcaption></figure>")
 
 
+def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, str | Path]) -> str:
+    """A Markdown table: one row per claim of this run's audit (``rows``: id -> audit row), its
+    verdict here (column: this run's ``dataset`` display name) and in each of ``others`` (display
+    name -> a verdicts JSON, ``{claim id: verdict}``, as the audit writes ``paper/verdicts.json``).
+    A claim the other run did not audit shows "not audited". Raises ``PaperError`` on a missing or
+    malformed file, or when ``others`` is empty."""
+    if not others:
+        raise PaperError("{{ datasets.verdicts }} needs paper.datasets: display name -> another run's "
+                         "verdicts JSON (e.g. Fashion-MNIST: paper/fashion/verdicts.json)")
+    columns = {}
+    for name, path in others.items():
+        path = Path(path)
+        if not path.is_file():
+            raise PaperError(f"paper.datasets: {name}'s verdicts {path} do not exist; run that config and copy "
+                             "its paper/verdicts.json there (README, section Full-size data offline)")
+        verdicts = json.loads(path.read_text())
+        if not isinstance(verdicts, dict) or not all(isinstance(v, str) for v in verdicts.values()):
+            raise PaperError(f"{path}: expected {{claim id: verdict}}, as the audit writes paper/verdicts.json")
+        columns[name] = verdicts
+    here = _describe_name(dataset)
+    names = list(columns)
+    lines = [f"| claim | {here} (this run) | " + " | ".join(names) + " | agree |",
+             "|---|---|" + "---|" * len(names) + "---|"]
+    for claim_id, row in rows.items():
+        theirs = [columns[n].get(claim_id, "not audited") for n in names]
+        agree = "yes" if all(v == row["verdict"] for v in theirs) else "no"
+        lines.append(f"| [{claim_id}](#claim-{claim_id}) | {row['verdict']} | " + " | ".join(theirs) + f" | {agree} |")
+    return "\n".join(lines)
+
+
+def _describe_name(dataset: str) -> str:
+    try:
+        return describe(dataset)["name"]
+    except Exception:  # noqa: BLE001 - an unknown source: the config check names it; the table shows the key
+        return dataset or "this run"
+
+
 def render(source: str, variables: Mapping[str, dict], audit: dict, audit_md: str, config: Mapping,
-           root: str | Path = ".") -> str:
-    """The HTML page: placeholders filled, claim markers linked, figures embedded, the audit appended."""
+           root: str | Path = ".", datasets: Mapping[str, str | Path] | None = None) -> str:
+    """The HTML page: placeholders filled, claim markers linked, figures embedded, the audit appended.
+    ``datasets``: display name -> another run's verdicts JSON, for ``{{ datasets.verdicts }}``."""
     import markdown
 
     root = Path(root)
-    resolve = Resolver(variables, audit, config, root)
+    resolve = Resolver(variables, audit, config, root, datasets)
     text = PLACEHOLDER.sub(lambda m: resolve(m.group(1)), source)
     cited = set(CLAIM.findall(text))
     unknown = sorted(cited - set(resolve.rows))
@@ -201,14 +245,15 @@ def read_source(source_path: str | Path | Sequence[str | Path]) -> str:
 
 
 def build(source_path: str | Path | Sequence[str | Path], variables_path: str | Path, audit_json: str | Path, audit_md: str | Path,
-          config: Mapping, root: str | Path = ".") -> str:
-    """The paper's HTML page: ``render`` of the Markdown source with the variables, the audit and the config.
+          config: Mapping, root: str | Path = ".", datasets: Mapping[str, str | Path] | None = None) -> str:
+    """The paper's HTML page: ``render`` of the Markdown source with the variables, the audit and the config
+    (and ``datasets``, other runs' verdicts by display name, for ``{{ datasets.verdicts }}``).
 
     Raises ``PaperError`` (a ``ValueError``) naming the placeholder or claim that does not resolve.
     """
     audit = json.loads(Path(audit_json).read_text())
     try:
         return render(read_source(source_path), load_variables(variables_path), audit,
-                      Path(audit_md).read_text(), config, root)
+                      Path(audit_md).read_text(), config, root, datasets)
     except ClaimError as err:
         raise PaperError(str(err)) from None
