@@ -13,7 +13,9 @@ is the same algorithm as ``train.train_run``, in exact arithmetic.
 
 In floating point the batched matmuls may round differently from the per-run ones, so the
 results equal the one-by-one runs within the tolerance tests/test_batched.py states and checks
-(float64: every weight within 1e-10; the default float32: R, loss curve and checkpoints). The
+(float64: every weight within 1e-10; the default float32: R, loss curve and checkpoints of the
+element-wise optimizers; Shampoo's whole runs in float64 within 1e-6, and in float32 no numeric
+tolerance, because its roots' rounding noise is as large between float32 and float64 roots). The
 per-run results (metrics.json, checkpoints) have the same layout as ``train_run``'s, and are
 evaluated by the same code on each run's unstacked weights.
 

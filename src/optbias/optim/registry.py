@@ -67,7 +67,8 @@ RELATIVE_STEP_COST: dict[str, float] = {"shampoo": 4.0, "muon": 3.5, "soap": 5.0
 # state alone (and per-tensor step counts): stacking S independent runs' parameters along a new
 # leading dimension leaves each run's update unchanged, so one optimizer over the stacked tensors
 # takes every run's step at once (optbias.continual.batched). Shampoo, Muon, SOAP and PSGD-Kron mix
-# elements within a matrix (their preconditioners), so they are not listed.
+# elements within a matrix (their preconditioners), so they are not listed; Shampoo has a stacked
+# class instead (STACKED, below).
 ELEMENTWISE: frozenset[str] = frozenset({"sgd", "adam", "adamw", "adagrad"})
 # Types whose stacked runs need a class of their own, which takes each run's step on its slice of
 # every stacked parameter (same options; continual/batched.py builds it with ``build(stacked=True)``).

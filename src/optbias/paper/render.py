@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from ..data import describe
+from ..data import DataError, describe
 from .claims import ClaimError, format_value, measured, select
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
@@ -145,8 +145,8 @@ class Resolver:
         except KeyError as err:
             raise PaperError(f"placeholder {{{{ {name} }}}}: {err.args[0]}") from None
         raise PaperError(f"placeholder {{{{ {name} }}}} is not a variable of paper/variables.yaml, "
-                         "<output>:<selector>, a claim's .value/.verdict, audit.<count>, config.<key> or "
-                         "dataset.<name|item|description>; "
+                         "<output>:<selector>, a claim's .value/.verdict, audit.<count>, config.<key>, "
+                         "dataset.<name|item|description> or datasets.verdicts; "
                          "define it in paper/variables.yaml")
 
 
@@ -194,7 +194,7 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
 def _describe_name(dataset: str) -> str:
     try:
         return describe(dataset)["name"]
-    except Exception:  # noqa: BLE001 - an unknown source: the config check names it; the table shows the key
+    except DataError:  # an unknown source (the config check names it): the table shows the key
         return dataset or "this run"
 
 
