@@ -133,8 +133,9 @@ def test_bench_prints_all_six_figures(tmp_path):
     assert saved["shampoo"]["update_freq"] == 10 and "--epochs 1 4" in text  # the command that made it
     # 6: every optimizer of the config the batched mode trains, one after another against batched, as a quotient
     bt = result["batched"]
-    assert set(bt["optimizers"]) == {"sgd", "adamw", "adam-1e-3", "adam-1e-4", "adagrad", "shampoo"}
-    assert bt["seeds"] == 5 and bt["optimizers"]["shampoo"]["type"] == "shampoo"
+    assert set(bt["optimizers"]) == {"sgd", "adamw", "adam-1e-3", "adam-1e-4", "adagrad", "shampoo",
+                                     "shampoo (dense gradients)"}  # config.yaml's Shampoo has gradient factors on
+    assert bt["seeds"] == 5 and bt["optimizers"]["shampoo (dense gradients)"]["type"] == "shampoo"
     for name, b in bt["optimizers"].items():
         assert b["one_by_one_s"] > 0 and b["batched_s"] > 0
         assert b["speedup"] == pytest.approx(b["one_by_one_s"] / b["batched_s"])

@@ -242,7 +242,8 @@ def throughput_figures(cfg: dict, dataset: Path, epochs: tuple[int, int], peak: 
 
 def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> dict[str, Any]:
     """Figure 6: for each optimizer entry of ``cfg`` whose type the batched mode trains (``registry.BATCHABLE``:
-    the element-wise types and Shampoo),
+    the element-wise types and Shampoo; an entry with ``gradient_factors`` on also as "<name> (dense
+    gradients)" with it off, since the stacked runs always use dense gradients),
     the wall time of ``train_runs`` over every seed of ``cfg["seeds"]`` on the throughput benchmark at
     ``epochs`` per task, one after another (``batch_seeds: false``) and batched (``true``); the
     fastest of ``repeats`` each, after one warm-up of each mode. ``speedup`` = one after another /
@@ -252,14 +253,19 @@ def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> 
     seeds = [int(s) for s in cfg["seeds"]]
     out: dict[str, Any] = {"benchmark": THROUGHPUT_BENCHMARK, "epochs": epochs, "seeds": len(seeds),
                            "repeats": repeats, "optimizers": {}}
+    rows = {}  # row name -> (config entry name, optimizer entry)
     for name, entry in cfg["optimizers"].items():
         if entry["type"] not in registry.BATCHABLE:
             continue
+        rows[name] = (name, entry)
+        if entry.get("gradient_factors"):  # the stacked runs use dense gradients: the same FLOPs both ways too
+            rows[f"{name} (dense gradients)"] = (name, {**entry, "gradient_factors": False})
+    for name, (base, entry) in rows.items():
 
-        def job_s(batch: bool, name: str = name) -> float:
+        def job_s(batch: bool, base: str = base, entry: dict = entry) -> float:
             specs = []
             for seed in seeds:
-                spec = throughput_spec(cfg, name, epochs)
+                spec = {**throughput_spec(cfg, base, epochs), "optimizer_cfg": entry}
                 specs.append({**spec, "seed": seed, "train": {**spec["train"], "batch_seeds": batch}})
             start = time.perf_counter()
             train_runs(specs, dataset, [None] * len(specs), progress=False, resume_states=False)
@@ -468,7 +474,9 @@ def render(result: dict[str, Any], command: str) -> str:
                   "(`train.batch_seeds: false`) against all seeds in one stacked model (`true`, "
                   "src/optbias/continual/batched.py; Shampoo through src/optbias/optim/stacked_shampoo.py). `auto`, "
                   "the default, batches on CUDA only; on this CPU a "
-                  "speed-up below 1 means batching is slower here.", "",
+                  "speed-up below 1 means batching is slower here. The stacked runs always use dense gradients "
+                  "(Shampoo's gradient factors need the model's layers), so a \"(dense gradients)\" row times the "
+                  "same entry with `gradient_factors: false` both ways: the cost of batching alone.", "",
                   "| optimizer | type | one after another (s) | batched (s) | speed-up |", "|---|---|---|---|---|"]
         for name, b in bt["optimizers"].items():
             lines.append(f"| {name} | {b['type']} | {b['one_by_one_s']:.2f} | {b['batched_s']:.2f} | "
