@@ -366,6 +366,12 @@ def audit_inputs(wildcards):
             "figures": sorted({c["figure"] for c in claims if c["figure"].startswith("figures/")})}
 
 
+def other_datasets():
+    """paper.datasets without this run's own dataset (display name -> verdicts file): a Fashion-MNIST
+    run, whose config extends config.yaml's paper block, does not table itself against its own."""
+    return {name: path for name, path in PAPER.get("datasets", {}).items() if name != DATASET_NAME}
+
+
 def paper_inputs(wildcards):
     source = paper_files("source")
     variables = repo_path(PAPER["variables"])
@@ -379,7 +385,7 @@ def paper_inputs(wildcards):
         "evidence": sorted(set(_render.variable_outputs(_render.load_variables(variables)))
                            | set(_render.inline_outputs(text))),
         "figures": _render.figure_paths(text),
-        "datasets": [repo_path(path) for path in PAPER.get("datasets", {}).values()],  # other runs' verdicts
+        "datasets": [repo_path(path) for path in other_datasets().values()],  # other runs' verdicts
     }
 
 

@@ -37,6 +37,7 @@ rule paper:
         report("paper/build/paper.html", caption="../report/paper.rst", category="Paper"),
     params:
         config=REPORTED_CONFIG,
+        datasets=lambda w: list(other_datasets()),  # their names, in the order of input.datasets
     message:
         "render {output}"
     log:

@@ -165,11 +165,14 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
     """A Markdown table: one row per claim of this run's audit (``rows``: id -> audit row), its
     verdict here (column: this run's ``dataset`` display name) and in each of ``others`` (display
     name -> a verdicts JSON, ``{claim id: verdict}``, as the audit writes ``paper/verdicts.json``).
-    A claim the other run did not audit shows "not audited". Raises ``PaperError`` on a missing or
-    malformed file, or when ``others`` is empty."""
+    A claim the other run did not audit shows "not audited". A column named like this run's dataset
+    is left out (a run does not table itself); with none left, one sentence says so. Raises
+    ``PaperError`` on a missing or malformed file."""
+    here = _describe_name(dataset)
+    others = {name: path for name, path in others.items() if name != here}
     if not others:
-        raise PaperError("{{ datasets.verdicts }} needs paper.datasets: display name -> another run's "
-                         "verdicts JSON (e.g. Fashion-MNIST: paper/fashion/verdicts.json)")
+        return ("*No other dataset's verdicts are named for this run (`paper.datasets`: display name -> "
+                "that run's committed paper/verdicts.json).*")
     columns = {}
     for name, path in others.items():
         path = Path(path)
@@ -180,7 +183,6 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
         if not isinstance(verdicts, dict) or not all(isinstance(v, str) for v in verdicts.values()):
             raise PaperError(f"{path}: expected {{claim id: verdict}}, as the audit writes paper/verdicts.json")
         columns[name] = verdicts
-    here = _describe_name(dataset)
     names = list(columns)
     lines = [f"| claim | {here} (this run) | " + " | ".join(names) + " | agree |",
              "|---|---|" + "---|" * len(names) + "---|"]
