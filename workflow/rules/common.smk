@@ -369,7 +369,7 @@ def audit_inputs(wildcards):
 def other_datasets():
     """paper.datasets without this run's own dataset (display name -> verdicts file): a Fashion-MNIST
     run, whose config extends config.yaml's paper block, does not table itself against its own."""
-    return {name: path for name, path in PAPER.get("datasets", {}).items() if name != DATASET_NAME}
+    return _render.other_datasets(PAPER.get("datasets", {}), DATASET)
 
 
 def paper_inputs(wildcards):

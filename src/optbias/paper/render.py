@@ -169,7 +169,7 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
     is left out (a run does not table itself); with none left, one sentence says so. Raises
     ``PaperError`` on a missing or malformed file."""
     here = _describe_name(dataset)
-    others = {name: path for name, path in others.items() if name != here}
+    others = other_datasets(others, dataset)
     if not others:
         return ("*No other dataset's verdicts are named for this run (`paper.datasets`: display name -> "
                 "that run's committed paper/verdicts.json).*")
@@ -191,6 +191,12 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
         agree = "yes" if all(v == row["verdict"] for v in theirs) else "no"
         lines.append(f"| [{claim_id}](#claim-{claim_id}) | {row['verdict']} | " + " | ".join(theirs) + f" | {agree} |")
     return "\n".join(lines)
+
+
+def other_datasets(datasets: Mapping[str, str | Path], dataset: str) -> dict[str, str | Path]:
+    """``paper.datasets`` (display name -> verdicts file) without the one named like this run's
+    ``dataset`` (a config source such as "fashion-mnist"): a run is not tabled against itself."""
+    return {name: path for name, path in datasets.items() if name != _describe_name(dataset)}
 
 
 def _describe_name(dataset: str) -> str:
