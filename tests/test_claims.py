@@ -194,6 +194,16 @@ def test_run_audit_writes_the_table_and_fails_on_a_missing_output(tmp_path):
     assert result["counts"] == {"SUPPORTED": 0, "NOT SUPPORTED": 1, "INCONCLUSIVE": 0}
     md = (tmp_path / "audit.md").read_text()
     assert '<a id="claim-C3a"></a>**C3a**' in md and "**NOT SUPPORTED**" in md and "`summarize`" in md
+    # The header names the claims file and gives a rerun command whose target survives `--forcerun`
+    # (which takes every word after it: `--forcerun <rule> paper/audit.md` would force a rule named
+    # paper/audit.md and build the whole pipeline).
+    assert "from `claims.yaml` and the pipeline's outputs" in md and str(tmp_path) not in md
+    assert "`snakemake --cores all paper/audit.md --forcerun <rule>`" in md
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump({"claims": []}))
+    C.run_audit([tmp_path / "claims.yaml", tmp_path / "more.yaml"], RULES, tmp_path / "audit.md",
+                tmp_path / "audit.json", tmp_path)
+    assert "from `claims.yaml` and `more.yaml` and the pipeline's outputs" in (tmp_path / "audit.md").read_text()
+    assert json.loads((tmp_path / "audit.json").read_text())["claims_files"] == ["claims.yaml", "more.yaml"]
     (tmp_path / "data/summary/permuted.json").unlink()
     with pytest.raises(C.ClaimError, match="output data/summary/permuted.json does not exist; build it first"):
         run()  # a clear error, not a verdict
