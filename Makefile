@@ -34,8 +34,8 @@ paper: $(VENV)/.installed
 fashion: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/fashion.yaml
 
-# Beyond the paper: Muon, SOAP and PSGD-Kron join the comparison (config/extended.yaml, README "Adding
-# an optimizer"). Same output paths as the default: run it in its own clone.
+# Beyond the paper: Muon, SOAP and PSGD-Kron join the comparison (config/extended.yaml, README
+# "Optimizers"). Same output paths as the default: run it in its own clone.
 extended: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/extended.yaml
 

@@ -2,7 +2,7 @@
 
 Never a timed unit test: every figure is a ratio of two things timed in this process (or, for the
 fixed cost of a job, in a fresh subprocess), on one thread, so that the machine's speed cancels.
-The five figures (issue "Performance"), written to ``docs/performance.md`` with the machine:
+The five figures of the issue "Performance", and a sixth for the batched-seed mode, written to ``docs/performance.md`` with the machine:
 
 1. our Shampoo step (the config's variant) / ``pytorch_optimizer.Shampoo``'s step: same MLP, batch
    and root frequency; also each variant's step and share in roots: float64 roots, float32 roots,
@@ -347,7 +347,7 @@ def merged_config(config_path: Path, default: Path = Path("config/config.yaml"))
 
 def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, int] = (2, 20),
         peak_n: int = 2048, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """All five figures on one thread, for the config at ``config_path`` (merged onto
+    """All six figures on one thread, for the config at ``config_path`` (merged onto
     config/config.yaml, as ``--configfile`` does) and the pipeline outputs under ``workdir``
     (figure 5; absent when no run completed there).
 

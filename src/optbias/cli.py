@@ -5,7 +5,7 @@ The pipeline's rules do not go through here: each calls its library function fro
 
 * ``optbias pull``: fetch the versioned data and checkpoints with DVC, so nothing retrains;
 * ``optbias perf-shampoo``: Shampoo's step time against AdamW's, and where the time goes;
-* ``optbias bench``: the five performance figures (ratios), written to docs/performance.md;
+* ``optbias bench``: the six performance figures (ratios), written to docs/performance.md;
 * ``optbias compare``: your headline metrics and verdicts against a committed revision's.
 
 A known error (``optbias.job.KNOWN_ERRORS``) ends the command with a one-line message.
