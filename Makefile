@@ -65,5 +65,7 @@ dvc-repro: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint
 
+# Every gitignored pipeline output (.gitignore); the committed ones (data/metrics, paper/verdicts.json) stay.
 clean-outputs:
-	rm -rf data/raw data/runs data/summary figures logs benchmarks .snakemake
+	rm -rf data/raw data/runs data/summary data/sweep data/budget data/powerprop data/probes data/audit.json \
+		figures logs benchmarks paper/build paper/audit.md dvc_plots .snakemake

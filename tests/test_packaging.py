@@ -35,3 +35,29 @@ def test_declared_dependencies_include_the_chosen_libraries():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     names = {_name(r) for r in pyproject["project"]["dependencies"]}
     assert {"torch", "torchvision", "snakemake", "dvc", "seaborn", "jupyter", "pytorch-optimizer", "mlxtend"} <= names
+
+
+def test_make_clean_outputs_removes_every_ignored_output_and_keeps_the_committed_ones(tmp_path):
+    """`make clean-outputs` removes every pipeline output that .gitignore lists (a leftover sweep or
+    audit would look like a finished job to the next run) and keeps the committed small outputs."""
+    import shutil
+    import subprocess
+
+    text = (REPO / ".gitignore").read_text()
+    block = text.split("# Pipeline outputs", 1)[1].split("\n#", 1)[0]
+    ignored = [line.strip().lstrip("/").rstrip("/") for line in block.splitlines()[1:] if line.strip()]
+    assert "data/runs" in ignored and "paper/audit.md" in ignored  # the block was found
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    committed = ["data/metrics/headline.json", "paper/verdicts.json", "paper/paper.md"]
+    for path in ignored + [".snakemake/log/x.log"] + committed:
+        target = tmp_path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if "." in target.name:
+            target.write_text("x")
+        else:
+            target.mkdir(exist_ok=True)
+            (target / "f").write_text("x")
+    subprocess.run(["make", "-s", "clean-outputs"], cwd=tmp_path, check=True, capture_output=True)
+    left = [p for p in ignored + [".snakemake"] if (tmp_path / p).exists()]
+    assert not left, f"make clean-outputs leaves {left}"
+    assert all((tmp_path / p).is_file() for p in committed)
