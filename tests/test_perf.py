@@ -169,3 +169,35 @@ def test_a_config_variant_outside_the_standard_list_is_timed_and_is_figure_1():
     sh = bench.shampoo_figures(cfg, steps=2, peak=1e11)
     assert sh["configured"] == "float64 roots, gradient factors" and sh["gradient_factors"]
     assert sh["ratio_to_peer"] == pytest.approx(sh["step_ms"][sh["configured"]] / sh["peer_step_ms"])
+
+
+def test_runs_sums_every_invocation_of_a_resumed_run(tmp_path, capsys):
+    """`optbias runs` on a run resumed over three invocations (known times): every invocation listed,
+    the killed one counted to its last logged event, the sum, and the stage table."""
+    from optbias import cli, runlog
+
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    (logs / "2026-01-01T090000.snakemake.log").write_text(  # a targeted first stage: complete, 20 min
+        "Building DAG of jobs...\n[Thu Jan  1 09:00:00 2026]\nJob 1: fetch\n[Thu Jan  1 09:20:00 2026]\n"
+        "2 of 2 steps (100%) done\n")
+    (logs / "2026-01-01T100000.snakemake.log").write_text(  # killed after 1 h 30 min of logged events
+        "[Thu Jan  1 10:00:00 2026]\n[Thu Jan  1 11:00:00 2026]\n3 of 10 steps (30%) done\n[Thu Jan  1 11:30:00 2026]\n")
+    (logs / "2026-01-01T120000.snakemake.log").write_text("Building DAG of jobs...\n")  # a dry run: left out
+    (logs / "2026-01-02T090000.snakemake.log").write_text(  # resumed: the 7 jobs left, 45 min
+        "[Fri Jan  2 09:00:00 2026]\n[Fri Jan  2 09:45:00 2026]\n7 of 7 steps (100%) done\n")
+    runs = runlog.invocations(tmp_path)
+    assert [r["wall_s"] for r in runs] == [1200.0, 5400.0, 2700.0]
+    assert [(r["done"], r["total"], r["complete"]) for r in runs] == [(2, 2, True), (3, 10, False), (7, 7, True)]
+    # Figure 5 of `optbias bench` takes the complete run with the most jobs (here the resumed tail).
+    assert runlog.snakemake_wall_time(tmp_path)["wall_s"] == 2700.0
+    (tmp_path / "benchmarks/train/permuted").mkdir(parents=True)
+    (tmp_path / "benchmarks/train/permuted/shampoo.tsv").write_text("s\th:m:s\n120.5\t0:02:00\n")
+    out = tmp_path / "runs.md"
+    assert cli.main(["runs", "--workdir", str(tmp_path), "--output", str(out)]) == 0
+    text = out.read_text()
+    assert capsys.readouterr().out.strip() == text.strip()  # printed, and written atomically
+    assert "3 invocations, 2.58 h of wall time in all" in text  # (1200 + 5400 + 2700) s = 2.583 h
+    assert "| 3 of 10 |" in text and "| 7 of 7 (complete) |" in text and "| 90.0 | 3 of 10 |" in text
+    assert "| train | 1 | 120 | 120 |" in text  # 120.5 s: rounded to the second
+    assert "nothing has run here yet" in runlog.runs_markdown(tmp_path / "empty")

@@ -29,7 +29,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -50,8 +49,8 @@ from .engine import machine, make_deterministic
 from .models import init_model
 from .optim import registry
 from .optim.perf import matmul_peak, model_flops_per_step, shampoo_flops_per_step, step_time
+from .runlog import snakemake_wall_time, stage_times  # figure 5 (re-exported: bench.stage_times)
 
-SNAKEMAKE_TIME = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.M)
 THROUGHPUT_BENCHMARK = "class_incremental"
 DYNAMO_ROW = "torch._dynamo import, at torch.optim's first step"
 
@@ -278,55 +277,6 @@ def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> 
         out["optimizers"][name] = {"type": entry["type"], "one_by_one_s": times[False], "batched_s": times[True],
                                    "speedup": times[False] / times[True]}
     return out
-
-
-# ---- 5: the last complete `make reproduce`
-
-
-def snakemake_wall_time(workdir: Path) -> dict[str, Any] | None:
-    """The complete Snakemake run with the most jobs in ``workdir/.snakemake/log``: its wall time
-    (first to last timestamp, seconds) and job count, or None when no run completed."""
-    best = None
-    for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log")):
-        text = log.read_text(errors="replace")
-        done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", text)
-        stamps = SNAKEMAKE_TIME.findall(text)
-        if not done or len(stamps) < 2:
-            continue
-        fmt = "%a %b %d %H:%M:%S %Y"
-        first, last = (datetime.strptime(" ".join(s.split()), fmt) for s in (stamps[0], stamps[-1]))
-        jobs = int(done[-1][1])
-        if best is None or jobs >= best["jobs"]:
-            best = {"log": str(log.relative_to(workdir)), "jobs": jobs, "wall_s": (last - first).total_seconds(),
-                    "start": first.timestamp(), "end": last.timestamp()}
-    return best
-
-
-def stage_times(workdir: Path, window: tuple[float, float] | None = None) -> dict[str, Any]:
-    """Job seconds per stage from ``benchmarks/<stage>/**.tsv`` (Snakemake's ``benchmark:`` files,
-    column ``s``), and the part of each spent in Shampoo jobs (any optimizer named shampoo*).
-
-    ``window``: (start, end) in seconds since the epoch; only files last written inside it (one
-    minute of slack) count, so that files left by an earlier run of another config do not.
-    Jobs without a ``benchmark:`` file (figures, summaries) are not counted.
-    """
-    stages: dict[str, dict[str, float]] = {}
-    for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
-        if window is not None and not window[0] - 60 <= tsv.stat().st_mtime <= window[1] + 60:
-            continue
-        rows = tsv.read_text().splitlines()
-        if len(rows) < 2:
-            continue
-        seconds = float(rows[1].split("\t")[0])
-        stage = tsv.relative_to(workdir / "benchmarks").parts[0]
-        entry = stages.setdefault(stage, {"job_s": 0.0, "shampoo_s": 0.0, "jobs": 0})
-        entry["job_s"] += seconds
-        entry["jobs"] += 1
-        entry["shampoo_s"] += seconds if "shampoo" in str(tsv.relative_to(workdir)) else 0.0
-    total = sum(e["job_s"] for e in stages.values())
-    return {"stages": dict(sorted(stages.items(), key=lambda kv: -kv[1]["job_s"])), "job_s": total,
-            "shampoo_s": sum(e["shampoo_s"] for e in stages.values()),
-            "jobs": sum(int(e["jobs"]) for e in stages.values())}
 
 
 # ---- the whole benchmark

@@ -6,7 +6,9 @@ The pipeline's rules do not go through here: each calls its library function fro
 * ``optbias pull``: fetch the versioned data and checkpoints with DVC, so nothing retrains;
 * ``optbias perf-shampoo``: Shampoo's step time against AdamW's, and where the time goes;
 * ``optbias bench``: the six performance figures (ratios), written to docs/performance.md;
-* ``optbias compare``: your headline metrics and verdicts against a committed revision's.
+* ``optbias compare``: your headline metrics and verdicts against a committed revision's;
+* ``optbias runs``: every Snakemake invocation in a working directory (a run resumed over several,
+  such as ``make fashion``), their summed wall time and the job time per stage.
 
 A known error (``optbias.job.KNOWN_ERRORS``) ends the command with a one-line message.
 """
@@ -40,6 +42,18 @@ def _bench(args: argparse.Namespace) -> None:
 
     main(Path(args.config), Path(args.workdir), None if args.output == "-" else Path(args.output), args.steps,
          tuple(args.epochs), args.peak_n)
+
+
+def _runs(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .fileio import atomic_write_bytes
+    from .runlog import runs_markdown
+
+    text = runs_markdown(Path(args.workdir))
+    print(text)
+    if args.output != "-":
+        atomic_write_bytes(args.output, text.encode())
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -79,6 +93,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="your headline metrics and claim verdicts against a revision's (exit 1: a verdict differs)")
     c.add_argument("--rev", default="HEAD", help="the git revision to compare with (default: HEAD, what you cloned)")
     c.set_defaults(func=_compare)
+
+    r = sub.add_parser("runs", help="every Snakemake invocation in a working directory, their summed wall time, job time per stage")
+    r.add_argument("--workdir", default=".", help="the pipeline's working directory (its .snakemake/log and benchmarks/)")
+    r.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
+    r.set_defaults(func=_runs)
     return p
 
 
