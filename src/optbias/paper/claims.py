@@ -80,11 +80,16 @@ def load_claims(path: str | Path) -> list[dict]:
     return claims
 
 
+def _paths(paths: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """One claims file or several, as a list (``paper.claims`` is either)."""
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
 def load_claims_files(paths: str | Path | Sequence[str | Path]) -> list[dict]:
     """``load_claims`` of one file or of several, in order (the default paper reads
     ``paper/claims.yaml``; ``config/extended.yaml`` adds ``paper/claims_extended.yaml``). Raises
     ``ClaimError`` as ``load_claims`` does, and on an id defined in two of the files."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    paths = _paths(paths)
     if not paths:
         raise ClaimError("no claims file given; set paper.claims to a file or a list of files")
     claims, where = [], {}
@@ -395,8 +400,7 @@ def run_audit(claims_path: str | Path | Sequence[str | Path], rule_outputs: Mapp
     and the page also name the lock and its SHA-256. Prints the verdict counts. Raises ``ClaimError``
     as ``audit`` does."""
     result = audit(load_claims_files(claims_path), rule_outputs, root)
-    paths = [claims_path] if isinstance(claims_path, (str, Path)) else list(claims_path)
-    result["claims_files"] = [_relative(p, root) for p in paths]
+    result["claims_files"] = [_relative(p, root) for p in _paths(claims_path)]
     if lock is not None:
         result["environment"] = lock_record(lock)
     atomic_write_json(output_json, result)
