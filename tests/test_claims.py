@@ -198,6 +198,7 @@ def test_run_audit_writes_the_table_and_fails_on_a_missing_output(tmp_path):
     # (which takes every word after it: `--forcerun <rule> paper/audit.md` would force a rule named
     # paper/audit.md and build the whole pipeline).
     assert "from `claims.yaml` and the pipeline's outputs" in md and str(tmp_path) not in md
+    assert C._relative(REPO / "paper/claims.yaml", tmp_path) == "paper/claims.yaml"  # a run elsewhere
     assert "`snakemake --cores all paper/audit.md --forcerun <rule>`" in md
     (tmp_path / "more.yaml").write_text(yaml.safe_dump({"claims": []}))
     C.run_audit([tmp_path / "claims.yaml", tmp_path / "more.yaml"], RULES, tmp_path / "audit.md",

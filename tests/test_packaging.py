@@ -43,6 +43,12 @@ def test_make_clean_outputs_removes_every_ignored_output_and_keeps_the_committed
     import shutil
     import subprocess
 
+    makefile = (REPO / "Makefile").read_text()
+    removed = re.search(r"^clean-outputs:\n\trm -rf ((?:.*\\\n)*.*)$", makefile, flags=re.M).group(1).split()
+    removed = [p for p in removed if p != "\\"]
+    tracked = subprocess.run(["git", "ls-files", "--", *removed], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert removed and not tracked, f"make clean-outputs would delete committed files: {tracked}"
     text = (REPO / ".gitignore").read_text()
     block = text.split("# Pipeline outputs", 1)[1].split("\n#", 1)[0]
     ignored = [line.strip().lstrip("/").rstrip("/") for line in block.splitlines()[1:] if line.strip()]

@@ -201,3 +201,13 @@ def test_runs_sums_every_invocation_of_a_resumed_run(tmp_path, capsys):
     assert "| 3 of 10 |" in text and "| 7 of 7 (complete) |" in text and "| 90.0 | 3 of 10 |" in text
     assert "| train | 1 | 120 | 120 |" in text  # 120.5 s: rounded to the second
     assert "nothing has run here yet" in runlog.runs_markdown(tmp_path / "empty")
+
+    # Snakemake prints "0.1%" and "99.5%" rather than round to 0% or 100%; a clock set back an hour
+    # (daylight saving) is no negative time.
+    other = tmp_path / "other"
+    (other / ".snakemake/log").mkdir(parents=True)
+    (other / ".snakemake/log/a.snakemake.log").write_text(
+        "[Thu Jan  1 01:50:00 2026]\n1 of 1000 steps (0.1%) done\n[Thu Jan  1 01:10:00 2026]\n"
+        "[Thu Jan  1 01:40:00 2026]\n995 of 1000 steps (99.5%) done\n")
+    (run,) = runlog.invocations(other)
+    assert (run["done"], run["total"], run["complete"], run["wall_s"]) == (995, 1000, False, 1800.0)

@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SNAKEMAKE_TIME = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.M)
-STEPS = re.compile(r"(\d+) of (\d+) steps \((\d+)%\) done")
+SNAKEMAKE_TIME = re.compile(r"^\s*\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.M)  # grouped jobs: indented
+STEPS = re.compile(r"(\d+) of (\d+) steps \([\d.]+%\) done")  # "0.1%" and "99.5%" near the ends
 
 
 def _stamp(text: str) -> float:
@@ -30,9 +30,11 @@ def invocations(workdir: str | Path) -> list[dict[str, Any]]:
     """Every Snakemake invocation logged in ``workdir/.snakemake/log``, oldest first: ``log`` (path
     relative to ``workdir``), ``start`` and ``end`` (seconds since the epoch: its first and last time
     stamp), ``wall_s`` (end - start), ``done`` and ``total`` (its last "N of M steps"; 0 and None
-    before its first finished job) and ``complete`` (it reached 100%). A log without a time stamp (a
-    dry run, an invocation that stopped before its first job) is left out. An invocation that was
-    killed ends at its last logged event, so its ``wall_s`` is a lower bound."""
+    before its first finished job) and ``complete`` (its last job finished: done == total). A log
+    without a time stamp (an invocation that stopped before its first job) is left out. An invocation
+    that was killed ends at its last logged event, so its ``wall_s`` is a lower bound. Time stamps are
+    local time, as Snakemake writes them; a step back (a daylight-saving change) is not a negative
+    duration: each stamp is taken as at least the one before."""
     workdir = Path(workdir)
     out = []
     for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log")):
@@ -41,17 +43,19 @@ def invocations(workdir: str | Path) -> list[dict[str, Any]]:
         if not stamps:
             continue
         steps = STEPS.findall(text)
-        done, total, percent = (int(x) for x in steps[-1]) if steps else (0, None, 0)
-        start, end = _stamp(stamps[0]), _stamp(stamps[-1])
-        out.append({"log": log.relative_to(workdir).as_posix(), "start": start, "end": end, "wall_s": end - start,
-                    "done": done, "total": total, "complete": bool(steps) and percent == 100})
+        done, total = (int(x) for x in steps[-1]) if steps else (0, None)
+        times = [_stamp(s) for s in stamps]
+        wall = sum(max(0.0, b - a) for a, b in zip(times, times[1:]))
+        out.append({"log": log.relative_to(workdir).as_posix(), "start": times[0], "end": times[0] + wall,
+                    "wall_s": wall, "done": done, "total": total, "complete": total is not None and done == total})
     return out
 
 
 def snakemake_wall_time(workdir: str | Path) -> dict[str, Any] | None:
-    """The complete Snakemake run with the most jobs in ``workdir/.snakemake/log`` (the later one on
-    a tie): ``log``, ``jobs``, ``wall_s`` (first to last time stamp, seconds), ``start``, ``end``; or
-    None when no invocation there reached 100% with at least two time stamps."""
+    """The complete Snakemake invocation with the most jobs in ``workdir/.snakemake/log`` (the later
+    one on a tie): ``log``, ``jobs``, ``wall_s`` (first to last time stamp, seconds), ``start``,
+    ``end``; or None when no invocation there finished its last job after a positive time. Of a run
+    resumed over several invocations this is only one part: ``invocations`` has them all."""
     best = None
     for run in invocations(workdir):
         if run["complete"] and run["end"] > run["start"] and (best is None or run["total"] >= best["jobs"]):
@@ -104,7 +108,7 @@ def runs_markdown(workdir: str | Path) -> str:
                      f"{datetime.fromtimestamp(r['end']).strftime(fmt)} | {r['wall_s'] / 60:.1f} | "
                      f"{steps}{' (complete)' if r['complete'] else ''} |")
     total = sum(r["wall_s"] for r in runs)
-    lines += ["", f"{len(runs)} invocations, {total / 3600:.2f} h of wall time in all (an invocation that was killed "
+    lines += ["", f"{len(runs)} invocation{'s' if len(runs) > 1 else ''}, {total / 3600:.2f} h of wall time in all (an invocation that was killed "
               "counts to its last logged event: a lower bound).", ""]
     times = stage_times(workdir)
     if times["jobs"]:

@@ -384,11 +384,14 @@ def lock_record(lock_path: str | Path) -> dict:
 
 
 def _relative(path: str | Path, root: str | Path) -> str:
-    """``path`` as the page names it: relative to the run's root when inside it, else its file name."""
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return Path(path).name
+    """``path`` as the page names it: relative to the run's root, else to this repository (a run
+    with ``--directory`` elsewhere reads the repository's claims files), else as given."""
+    for base in (Path(root), Path(__file__).resolve().parents[3]):
+        try:
+            return Path(path).resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return Path(path).as_posix()
 
 
 def run_audit(claims_path: str | Path | Sequence[str | Path], rule_outputs: Mapping[str, Sequence[str]], output_md: str | Path,
