@@ -183,7 +183,7 @@ def test_runs_sums_every_invocation_of_a_resumed_run(tmp_path, capsys):
         "2 of 2 steps (100%) done\n")
     (logs / "2026-01-01T100000.snakemake.log").write_text(  # killed after 1 h 30 min of logged events
         "[Thu Jan  1 10:00:00 2026]\n[Thu Jan  1 11:00:00 2026]\n3 of 10 steps (30%) done\n[Thu Jan  1 11:30:00 2026]\n")
-    (logs / "2026-01-01T120000.snakemake.log").write_text("Building DAG of jobs...\n")  # a dry run: left out
+    (logs / "2026-01-01T120000.snakemake.log").write_text("Building DAG of jobs...\n")  # stopped before its first job (--unlock): left out
     (logs / "2026-01-02T090000.snakemake.log").write_text(  # resumed: the 7 jobs left, 45 min
         "[Fri Jan  2 09:00:00 2026]\n[Fri Jan  2 09:45:00 2026]\n7 of 7 steps (100%) done\n")
     runs = runlog.invocations(tmp_path)
