@@ -54,3 +54,38 @@ def test_fashion_mnist_runs_through_the_pipeline(tmp_path):
         run = json.loads((workdir / target).read_text())
         assert run["status"] == "ok" and len(run["R"]) == n_tasks and run["spec"]["seed"] == 0
         assert run["steps"] == (5 * 1 * 2 if n_tasks == 5 else 3 * 4)  # 80 images per pair at 64; 400 at 128
+
+
+def test_follow_key_order_keeps_the_reference_order_and_values():
+    """Known answer: the keys an override put first go back to the reference's place, nested mappings
+    too; keys the reference lacks follow in their own order; values and lists are untouched."""
+    from optbias.config import follow_key_order
+
+    reference = {"data": {"test_fraction": 0.2, "split_seed": 0},
+                 "optimizers": {"sgd": {"type": "sgd", "lr": 0.1}, "adamw": {"type": "adamw", "lr": 1e-3}}}
+    merged = {"optimizers": {"adamw": {"lr": 3e-4, "type": "adamw"}, "muon": {"type": "muon"},
+                             "sgd": {"type": "sgd", "lr": 0.1}},
+              "data": {"fashion_dir": "/x", "test_fraction": 0.2, "split_seed": 0}, "seeds": [3, 1, 2]}
+    expected = {"optimizers": {"sgd": {"type": "sgd", "lr": 0.1}, "adamw": {"type": "adamw", "lr": 3e-4},
+                               "muon": {"type": "muon"}},
+                "data": {"test_fraction": 0.2, "split_seed": 0, "fashion_dir": "/x"}, "seeds": [3, 1, 2]}
+    follow_key_order(merged, reference)
+    assert merged == expected
+    assert json.dumps(merged) == json.dumps({"data": expected["data"], "optimizers": expected["optimizers"],
+                                             "seeds": [3, 1, 2]})  # the order itself, not only the values
+
+
+def test_a_configfile_override_keeps_config_yaml_optimizer_order(tmp_path):
+    """`--configfile` with one optimizer's lr (as config/fashion.yaml sets adamw's): Snakemake merges
+    that file's keys first, and before the fix that put the overridden optimizer first in legends and
+    in the pairs the claims name ('adamw~sgd' where claim C9d reads 'sgd~adamw'). The order shows in
+    the config check's list of known optimizers."""
+    optimizers = {name: TINY_CONFIG["optimizers"][name] for name in ("shampoo", "sgd", "adam-1e-3")}  # not the repo's order
+    write_config(tmp_path, {**TINY_CONFIG, "optimizers": optimizers,
+                            "sweep": {**TINY_CONFIG["sweep"], "lrs": {"nosuch": [0.1]}}})
+    override = tmp_path / "override.yaml"
+    override.write_text("optimizers:\n  adam-1e-3: {lr: 3.0e-4}\n")
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(override), timeout=300)
+    assert proc.returncode != 0
+    assert "sweep.lrs: 'nosuch' is not an optimizer or ablation variant; known: shampoo, sgd, adam-1e-3, " \
+           "shampoo-diag, shampoo-reset" in proc.stdout + proc.stderr, proc.stderr[-2000:]

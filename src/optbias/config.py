@@ -49,6 +49,29 @@ def validate(config: dict, schema_path: str | Path) -> None:
     check(config)
 
 
+def follow_key_order(config: dict, reference: dict) -> None:
+    """Reorder every mapping of ``config``, in place, to ``reference``'s key order; keys new to it follow.
+
+    Snakemake applies a ``--configfile``'s values first, then the Snakefile's ``configfile:``
+    (config/config.yaml), then the ``--configfile`` again, so the keys the extra file overrides
+    come first in the merged mappings: ``optimizers: {adamw: {lr: 3.0e-4}}`` in config/fashion.yaml
+    put adamw before sgd. Keys order the legends and the pairs of optimizers that the summaries
+    name (``sgd~adamw``), and a ``--configfile`` should change values, not that order.
+
+    Args:
+        config: the merged config; nested mappings are reordered too, values are not changed.
+        reference: the parsed config/config.yaml. A mapping of ``config`` that is not a mapping in
+            ``reference`` keeps its order.
+    """
+    for key, value in config.items():
+        if isinstance(value, dict) and isinstance(reference.get(key), dict):
+            follow_key_order(value, reference[key])
+    ranks = {key: rank for rank, key in enumerate(reference)}
+    ordered = sorted(config, key=lambda key: (key not in ranks, ranks.get(key, 0)))  # stable: new keys keep their order
+    for key in ordered:
+        config[key] = config.pop(key)
+
+
 @functools.lru_cache(maxsize=4)
 def load_schema(path: str) -> dict:
     """The parsed schema file (YAML); cached, so never modify the result."""

@@ -8,6 +8,8 @@ import os
 import re
 import sys
 
+import yaml
+
 # jsonschema (used by `validate` below) imports rfc3987_syntax when it is installed (jupyter brings
 # it), and that module compiles 39 grammars at import: 3-4 s of every `snakemake` call, more than
 # the rest of parsing. Our schema checks no IRI formats, so it is not needed: an import of a module
@@ -30,6 +32,13 @@ min_version("8.0")
 envvars:
     "PATH",
 
+
+# A --configfile changes values, not the order of keys: Snakemake merges its keys ahead of those of
+# the Snakefile's configfile (config/config.yaml in the working directory), which would reorder the
+# legends and the optimizer pairs the claims name. Without that file, the --configfile's order stands.
+if os.path.exists("config/config.yaml"):
+    with open("config/config.yaml") as _default_config:
+        _config.follow_key_order(config, yaml.safe_load(_default_config) or {})
 
 # Structure and defaults first (names the bad key), then the names only the library knows (lists
 # the valid ones). Every default lives in the schema; the rules below read config keys directly.
