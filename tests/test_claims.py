@@ -211,7 +211,7 @@ def test_run_audit_writes_the_table_and_fails_on_a_missing_output(tmp_path):
 
 
 
-def test_the_audit_names_the_lock_and_its_sha256(tmp_path):
+def test_the_audit_names_the_lock_its_sha256_and_the_dataset(tmp_path):
     (tmp_path / "data/summary").mkdir(parents=True)
     doc = permuted_summary({"sgd": [0.9, 0.8], "adamw": [0.9, 0.9], "shampoo": [0.2, 0.3]})
     (tmp_path / "data/summary/permuted.json").write_text(json.dumps(doc))
@@ -222,13 +222,18 @@ def test_the_audit_names_the_lock_and_its_sha256(tmp_path):
     digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert C.lock_record(lock) == {"file": "requirements.lock", "sha256": digest}
     C.run_audit(tmp_path / "claims.yaml", RULES, tmp_path / "audit.md", tmp_path / "audit.json", tmp_path,
-                lock=lock)
+                lock=lock, dataset="Fashion-MNIST")
+    assert json.loads((tmp_path / "audit.json").read_text())["dataset"] == "Fashion-MNIST"
+    assert ("Measured on **Fashion-MNIST**. The statements are the claims as declared, in the paper's terms: "
+            "where they say MNIST, the values are measured on Fashion-MNIST.") in (tmp_path / "audit.md").read_text()
     assert json.loads((tmp_path / "audit.json").read_text())["environment"] == C.lock_record(lock)
     md = (tmp_path / "audit.md").read_text()
     assert f"`requirements.lock` (SHA-256 `{digest}`)" in md and str(tmp_path) not in md
-    # Without a lock (as before), no such line.
+    # Without a lock or a dataset (as before), no such lines; on MNIST, no reading note.
     C.run_audit(tmp_path / "claims.yaml", RULES, tmp_path / "audit.md", tmp_path / "audit.json", tmp_path)
-    assert "SHA-256" not in (tmp_path / "audit.md").read_text()
+    assert "SHA-256" not in (tmp_path / "audit.md").read_text() and "Measured on" not in (tmp_path / "audit.md").read_text()
+    C.run_audit(tmp_path / "claims.yaml", RULES, tmp_path / "audit.md", tmp_path / "audit.json", tmp_path, dataset="MNIST")
+    assert "Measured on **MNIST**.\n" in (tmp_path / "audit.md").read_text()
 
 # --- the claims files and the paper agree -----------------------------------------------------------
 

@@ -18,6 +18,7 @@ rule audit:
         verdicts="paper/verdicts.json",  # committed: `optbias compare` names the verdicts a new run changes
     params:
         rule_outputs=lambda w: claimed_rule_outputs(),
+        dataset=DATASET_NAME,  # the page names it: the statements say MNIST, as the paper does
     message:
         "audit the claims"
     log:

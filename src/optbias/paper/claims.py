@@ -396,14 +396,17 @@ def _relative(path: str | Path, root: str | Path) -> str:
 
 def run_audit(claims_path: str | Path | Sequence[str | Path], rule_outputs: Mapping[str, Sequence[str]], output_md: str | Path,
               output_json: str | Path, root: str | Path = ".", output_verdicts: str | Path | None = None,
-              lock: str | Path | None = None) -> dict:
+              lock: str | Path | None = None, dataset: str | None = None) -> dict:
     """``audit`` of the claims file (or files, in order: ``load_claims_files``), written as ``data/audit.json`` and ``paper/audit.md`` (atomically),
     and with ``output_verdicts`` as ``{claim id: verdict}`` (``paper/verdicts.json``, committed: what
     ``optbias compare`` checks a new run against). With ``lock`` (``requirements.lock``), the result
-    and the page also name the lock and its SHA-256. Prints the verdict counts. Raises ``ClaimError``
-    as ``audit`` does."""
+    and the page also name the lock and its SHA-256; with ``dataset`` (the display name of the run's
+    dataset, e.g. "Fashion-MNIST"), they name the dataset the claims were measured on. Prints the
+    verdict counts. Raises ``ClaimError`` as ``audit`` does."""
     result = audit(load_claims_files(claims_path), rule_outputs, root)
     result["claims_files"] = [_relative(p, root) for p in _paths(claims_path)]
+    if dataset is not None:
+        result["dataset"] = dataset
     if lock is not None:
         result["environment"] = lock_record(lock)
     atomic_write_json(output_json, result)
@@ -446,6 +449,11 @@ def audit_markdown(result: dict) -> str:
         f"(of {len(result['claims'])}).",
         "",
     ]
+    if "dataset" in result:  # the statements keep the paper's terms: MNIST
+        lines += [f"Measured on **{result['dataset']}**." + (
+            "" if result["dataset"] == "MNIST" else
+            f" The statements are the claims as declared, in the paper's terms: where they say MNIST, "
+            f"the values are measured on {result['dataset']}."), ""]
     if "environment" in result:
         env = result["environment"]
         lines += [f"Software: `{env['file']}` (SHA-256 `{env['sha256']}`), the exact versions that `make reproduce` "

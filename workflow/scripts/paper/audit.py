@@ -5,4 +5,5 @@ with job(snakemake):  # from here on, everything (imports too) goes to the rule'
     from optbias.paper.claims import run_audit
 
     run_audit(snakemake.input.claims, snakemake.params.rule_outputs, snakemake.output.md, snakemake.output.json,
-              output_verdicts=snakemake.output.verdicts, lock=snakemake.input.lock)
+              output_verdicts=snakemake.output.verdicts, lock=snakemake.input.lock,
+              dataset=snakemake.params.dataset)
