@@ -49,7 +49,7 @@ from .engine import machine, make_deterministic
 from .models import init_model
 from .optim import registry
 from .optim.perf import matmul_peak, model_flops_per_step, shampoo_flops_per_step, step_time
-from .runlog import snakemake_wall_time, stage_times  # figure 5 (re-exported: bench.stage_times)
+from .runlog import snakemake_wall_time, stage_table, stage_times  # figure 5 (re-exported: bench.stage_times)
 
 THROUGHPUT_BENCHMARK = "class_incremental"
 DYNAMO_ROW = "torch._dynamo import, at torch.optim's first step"
@@ -410,10 +410,7 @@ def render(result: dict[str, Any], command: str) -> str:
                   f"figures and summaries, are not counted): {rep['job_s']:,.0f} s, of which Shampoo jobs "
                   f"{rep['shampoo_s']:,.0f} s ({rep['shampoo_s'] / rep['job_s']:.0%}). The other jobs alone need "
                   f"{rep['other_jobs_floor_s'] / 60:.1f} min on {rep['cores']} cores, even if Shampoo cost nothing.", "",
-                  "| stage | jobs | job time (s) | share | of which Shampoo (s) |", "|---|---|---|---|---|"]
-        for stage, e in rep["stages"].items():
-            lines.append(f"| {stage} | {e['jobs']} | {e['job_s']:,.0f} | {e['job_s'] / rep['job_s']:.0%} | "
-                         f"{e['shampoo_s']:,.0f} |")
+                  *stage_table(rep, share=True)]
     else:
         lines.append("No `benchmarks/` files here: run `make reproduce` first.")
     if result.get("batched"):

@@ -93,6 +93,17 @@ def stage_times(workdir: str | Path, window: tuple[float, float] | None = None) 
             "jobs": sum(int(e["jobs"]) for e in stages.values())}
 
 
+def stage_table(times: dict[str, Any], share: bool = False) -> list[str]:
+    """Markdown lines of the job time per stage of ``stage_times``: jobs, job time (s), with ``share``
+    each stage's fraction of the total, and the part in Shampoo jobs (s)."""
+    lines = ["| stage | jobs | job time (s) |" + (" share |" if share else "") + " of which Shampoo (s) |",
+             "|---|---|---|" + ("---|" if share else "") + "---|"]
+    for stage, e in times["stages"].items():
+        lines.append(f"| {stage} | {e['jobs']} | {e['job_s']:,.0f} |" + (f" {e['job_s'] / times['job_s']:.0%} |"
+                     if share else "") + f" {e['shampoo_s']:,.0f} |")
+    return lines
+
+
 def runs_markdown(workdir: str | Path) -> str:
     """``optbias runs``: every invocation of ``invocations`` as a table, their summed wall time, and
     the job time per stage of ``stage_times`` over the whole working directory (every invocation)."""
@@ -114,8 +125,5 @@ def runs_markdown(workdir: str | Path) -> str:
     if times["jobs"]:
         lines += [f"Job time from every `benchmarks/` file here ({times['jobs']} jobs; a resumed job counts its last "
                   f"attempt only): {times['job_s']:,.0f} s, of which Shampoo jobs {times['shampoo_s']:,.0f} s.", "",
-                  "| stage | jobs | job time (s) | of which Shampoo (s) |", "|---|---|---|---|"]
-        lines += [f"| {stage} | {e['jobs']} | {e['job_s']:,.0f} | {e['shampoo_s']:,.0f} |"
-                  for stage, e in times["stages"].items()]
-        lines.append("")
+                  *stage_table(times), ""]
     return "\n".join(lines)
