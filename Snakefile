@@ -5,7 +5,10 @@
 #   workflow/rules/<stage>.smk -> workflow/scripts/<stage>/<rule>.py -> src/optbias/<stage>/
 # common.smk holds the config checks and helpers every rule file uses.
 
-configfile: "config/config.yaml"
+DEFAULT_CONFIG = "config/config.yaml"  # relative to the working directory; a --configfile merges on top
+
+
+configfile: DEFAULT_CONFIG
 
 
 include: "workflow/rules/common.smk"

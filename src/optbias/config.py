@@ -62,6 +62,10 @@ def follow_key_order(config: dict, reference: dict) -> None:
         config: the merged config; nested mappings are reordered too, values are not changed.
         reference: the parsed config/config.yaml. A mapping of ``config`` that is not a mapping in
             ``reference`` keeps its order.
+
+    Raises:
+        AttributeError: ``config`` or ``reference`` is not a mapping (Snakemake rejects such a
+            config file before this runs).
     """
     for key, value in config.items():
         if isinstance(value, dict) and isinstance(reference.get(key), dict):

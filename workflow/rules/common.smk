@@ -34,10 +34,11 @@ envvars:
 
 
 # A --configfile changes values, not the order of keys: Snakemake merges its keys ahead of those of
-# the Snakefile's configfile (config/config.yaml in the working directory), which would reorder the
-# legends and the optimizer pairs the claims name. Without that file, the --configfile's order stands.
-if os.path.exists("config/config.yaml"):
-    with open("config/config.yaml") as _default_config:
+# the Snakefile's configfile (DEFAULT_CONFIG, config/config.yaml in the working directory), which would
+# reorder the legends and the optimizer pairs the claims name. Without that file, the --configfile's
+# order stands.
+if os.path.exists(DEFAULT_CONFIG):
+    with open(DEFAULT_CONFIG) as _default_config:
         _config.follow_key_order(config, yaml.safe_load(_default_config) or {})
 
 # Structure and defaults first (names the bad key), then the names only the library knows (lists

@@ -433,7 +433,10 @@ def measured(row: dict) -> str:
 
 
 def audit_markdown(result: dict) -> str:
-    """paper/audit.md: one row per claim; the anchor ``claim-<id>`` is what the paper links to."""
+    """paper/audit.md from ``run_audit``'s result: a header (the claims files, the rerun command, the
+    verdict counts; the dataset when ``result`` names it, with a note on reading the statements when
+    it is not MNIST; the lock when named), then one row per claim; the anchor ``claim-<id>`` is what
+    the paper links to."""
     c = result["counts"]
     files = " and ".join(f"`{f}`" for f in result.get("claims_files", ["paper/claims.yaml"]))
     lines = [
