@@ -153,7 +153,7 @@ def test_the_report_names_the_dataset_it_ran_on(world):
 def test_other_datasets_verdicts_are_tabled_next_to_this_runs(world, tmp_path):
     """paper/datasets.md with paper.datasets: one row per claim, this run's verdict and the other
     run's (from its committed verdicts JSON), and whether they agree; a claim the other run did not
-    audit says so; a missing file is an error naming the fix."""
+    audit says so (and agreement is "n/a" there, not "no"); a missing file is an error naming the fix."""
     root, result = world
     rows = result["claims"]
     flipped = {"SUPPORTED": "NOT SUPPORTED", "NOT SUPPORTED": "SUPPORTED", "INCONCLUSIVE": "SUPPORTED"}
@@ -170,7 +170,7 @@ def test_other_datasets_verdicts_are_tabled_next_to_this_runs(world, tmp_path):
     assert re.search(rf'<td><a href="#claim-{first["id"]}">{first["id"]}</a></td>\s*<td>{first["verdict"]}</td>\s*'
                      rf'<td>{flipped[first["verdict"]]}</td>\s*<td>no</td>', page)
     assert re.search(rf'<td><a href="#claim-{last["id"]}">{last["id"]}</a></td>\s*<td>{last["verdict"]}</td>\s*'
-                     r'<td>not audited</td>\s*<td>no</td>', page)
+                     r'<td>not audited</td>\s*<td>n/a</td>', page)
     middle = rows[1]
     assert re.search(rf'<td><a href="#claim-{middle["id"]}">{middle["id"]}</a></td>\s*<td>{middle["verdict"]}</td>'
                      rf'\s*<td>{middle["verdict"]}</td>\s*<td>yes</td>', page)
@@ -238,7 +238,12 @@ def test_the_extended_section_cites_exactly_the_extended_claims_and_names_define
     assert {n for n in names if not n.endswith(".value")} <= set(variables) | dataset, names
     extended = yaml.safe_load((REPO / "config/extended.yaml").read_text())["paper"]
     assert extended == {"claims": ["paper/claims.yaml", "paper/claims_extended.yaml"],
-                        "source": ["paper/paper.md", "paper/extended.md"], "variables": "paper/variables.yaml"}
+                        "source": ["paper/paper.md", "paper/extended.md", "paper/datasets.md"],
+                        "variables": "paper/variables.yaml"}
+    # The extended run inherits config.yaml's paper.datasets (other runs' verdicts, inputs of its
+    # paper rule), so its report has the appendix that tables them, as the default's does.
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())["paper"]
+    assert default.get("datasets") and "paper/datasets.md" in default["source"]
 
 
 def test_an_unresolved_placeholder_or_an_unknown_claim_is_an_error(world):

@@ -165,7 +165,8 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
     """A Markdown table: one row per claim of this run's audit (``rows``: id -> audit row), its
     verdict here (column: this run's ``dataset`` display name) and in each of ``others`` (display
     name -> a verdicts JSON, ``{claim id: verdict}``, as the audit writes ``paper/verdicts.json``).
-    A claim the other run did not audit shows "not audited". A column named like this run's dataset
+    A claim the other run did not audit shows "not audited", and "agree" compares the runs that
+    audited it ("n/a" when none of the others did: not a disagreement). A column named like this run's dataset
     is left out (a run does not table itself); with none left, one sentence says so. Raises
     ``PaperError`` on a missing or malformed file."""
     here = _describe_name(dataset)
@@ -188,7 +189,8 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
              "|---|---|" + "---|" * len(names) + "---|"]
     for claim_id, row in rows.items():
         theirs = [columns[n].get(claim_id, "not audited") for n in names]
-        agree = "yes" if all(v == row["verdict"] for v in theirs) else "no"
+        audited = [v for v in theirs if v != "not audited"]
+        agree = "n/a" if not audited else "yes" if all(v == row["verdict"] for v in audited) else "no"
         lines.append(f"| [{claim_id}](#claim-{claim_id}) | {row['verdict']} | " + " | ".join(theirs) + f" | {agree} |")
     return "\n".join(lines)
 
