@@ -8,7 +8,9 @@ The pipeline's rules do not go through here: each calls its library function fro
 * ``optbias bench``: the six performance figures (ratios), written to docs/performance.md;
 * ``optbias compare``: your headline metrics and verdicts against a committed revision's;
 * ``optbias runs``: every Snakemake invocation in a working directory (a run resumed over several,
-  such as ``make fashion``), their summed wall time and the job time per stage.
+  such as ``make fashion``), their summed wall time and the job time per stage;
+* ``optbias retrain``: train finished runs again with the code here and say whether every field of
+  their metrics.json is reproduced (exit 1 when one is not).
 
 A known error (``optbias.job.KNOWN_ERRORS``) ends the command with a one-line message.
 """
@@ -56,6 +58,26 @@ def _runs(args: argparse.Namespace) -> None:
         atomic_write_bytes(args.output, text.encode())
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .fileio import atomic_write_bytes
+    from .versioning.retrain import retrain, retrain_markdown
+
+    rows = []
+    for path in args.metrics:
+        rows.append(retrain(path, args.data))
+        print(f"{rows[-1]['run']}: {'identical' if rows[-1]['identical'] else 'DIFFERS in ' + ', '.join(rows[-1]['differing'])}",
+              flush=True)
+    command = ["optbias", "retrain", *args.metrics, *(["--data", args.data] if args.data else []),
+               *(["--output", args.output] if args.output != "-" else [])]
+    text = retrain_markdown(rows, shlex.join(command))
+    print(text)
+    if args.output != "-":
+        atomic_write_bytes(args.output, text.encode())
+    return 0 if all(r["identical"] for r in rows) else 1
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .versioning.compare import compare
 
@@ -98,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", default=".", help="the pipeline's working directory (its .snakemake/log and benchmarks/)")
     r.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
     r.set_defaults(func=_runs)
+
+    t = sub.add_parser("retrain", help="train finished runs again here and compare every field (exit 1: one differs)")
+    t.add_argument("metrics", nargs="+", help="runs' metrics.json files (data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json)")
+    t.add_argument("--data", help="the dataset file they trained on (default: the one data/raw/*.pt of their working directory)")
+    t.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
+    t.set_defaults(func=_retrain)
     return p
 
 
