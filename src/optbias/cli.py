@@ -62,13 +62,9 @@ def _retrain(args: argparse.Namespace) -> int:
     import shlex
 
     from .fileio import atomic_write_bytes
-    from .versioning.retrain import retrain, retrain_markdown
+    from .versioning.retrain import retrain_all, retrain_markdown
 
-    rows = []
-    for path in args.metrics:
-        rows.append(retrain(path, args.data))
-        print(f"{rows[-1]['run']}: {'identical' if rows[-1]['identical'] else 'DIFFERS in ' + ', '.join(rows[-1]['differing'])}",
-              flush=True)
+    rows = retrain_all(args.metrics, args.data, progress=lambda line: print(line, flush=True))
     command = ["optbias", "retrain", *args.metrics, *(["--data", args.data] if args.data else []),
                *(["--output", args.output] if args.output != "-" else [])]
     text = retrain_markdown(rows, shlex.join(command))
@@ -121,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
     r.set_defaults(func=_runs)
 
-    t = sub.add_parser("retrain", help="train finished runs again here and compare every field (exit 1: one differs)")
+    t = sub.add_parser("retrain", help="train finished runs again here and compare their metrics.json (exit 1: one differs)")
     t.add_argument("metrics", nargs="+", help="runs' metrics.json files (data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json)")
     t.add_argument("--data", help="the dataset file they trained on (default: the one data/raw/*.pt of their working directory)")
     t.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
