@@ -46,31 +46,32 @@ def _bench(args: argparse.Namespace) -> None:
          tuple(args.epochs), args.peak_n)
 
 
+def _print_and_write(text: str, output: str) -> None:
+    """A command's Markdown page: printed, and written atomically to ``output`` unless it is '-'."""
+    from .fileio import atomic_write_bytes
+
+    print(text)
+    if output != "-":
+        atomic_write_bytes(output, text.encode())
+
+
 def _runs(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .fileio import atomic_write_bytes
     from .runlog import runs_markdown
 
-    text = runs_markdown(Path(args.workdir))
-    print(text)
-    if args.output != "-":
-        atomic_write_bytes(args.output, text.encode())
+    _print_and_write(runs_markdown(Path(args.workdir)), args.output)
 
 
 def _retrain(args: argparse.Namespace) -> int:
     import shlex
 
-    from .fileio import atomic_write_bytes
     from .versioning.retrain import retrain_all, retrain_markdown
 
     rows = retrain_all(args.metrics, args.data, progress=lambda line: print(line, flush=True))
     command = ["optbias", "retrain", *args.metrics, *(["--data", args.data] if args.data else []),
                *(["--output", args.output] if args.output != "-" else [])]
-    text = retrain_markdown(rows, shlex.join(command))
-    print(text)
-    if args.output != "-":
-        atomic_write_bytes(args.output, text.encode())
+    _print_and_write(retrain_markdown(rows, shlex.join(command)), args.output)
     return 0 if all(r["identical"] for r in rows) else 1
 
 

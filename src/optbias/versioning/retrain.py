@@ -31,12 +31,17 @@ from ..continual.train import train_run
 NOT_COMPARED = ("timing", "machine", "platform", "torch_version")
 
 
+def working_data_dir(path: str | Path) -> Path | None:
+    """The nearest ancestor of ``path`` named ``data`` (the working directory's outputs), or None;
+    symbolic links are not followed."""
+    return next((p for p in Path(path).absolute().parents if p.name == "data"), None)
+
+
 def find_dataset(metrics_path: str | Path) -> Path:
     """The frozen dataset a run trained on: the one ``data/raw/*.pt`` of the working directory that
-    holds ``metrics_path`` (its nearest ancestor named ``data``; symbolic links are not followed).
-    Raises ``ValueError`` when there is none or more than one, naming ``--data``."""
-    path = Path(metrics_path).absolute()
-    data_dir = next((p for p in path.parents if p.name == "data"), None)
+    holds ``metrics_path`` (``working_data_dir``). Raises ``ValueError`` when there is none or more
+    than one, naming ``--data``."""
+    data_dir = working_data_dir(metrics_path)
     if data_dir is None:
         raise ValueError(f"{metrics_path} is not under a data/ directory, so its dataset cannot be found; "
                          "name it with --data PATH (data/raw/<dataset>.pt of the run's working directory)")
@@ -84,9 +89,8 @@ def compare_runs(recorded: dict[str, Any], retrained: dict[str, Any]) -> dict[st
 def label(metrics_path: str | Path) -> str:
     """How the page names a run: its directory relative to the working directory's ``data/``
     (``runs/permuted/sgd/seed0``, ``budget/runs/.../epochs2/seed0``), else the path as given."""
-    run_dir = Path(metrics_path).absolute().parent
-    data_dir = next((p for p in run_dir.parents if p.name == "data"), None)
-    return run_dir.relative_to(data_dir).as_posix() if data_dir is not None else str(metrics_path)
+    data_dir = working_data_dir(metrics_path)
+    return Path(metrics_path).absolute().parent.relative_to(data_dir).as_posix() if data_dir else str(metrics_path)
 
 
 def retrain(metrics_path: str | Path, dataset_path: str | Path | None = None) -> dict[str, Any]:
