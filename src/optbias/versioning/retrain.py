@@ -29,6 +29,7 @@ from typing import Any
 from ..continual.train import train_run
 
 NOT_COMPARED = ("timing", "machine", "platform", "torch_version")
+WHAT_TO_NAME = "name data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json files"  # the fix, in both read errors
 
 
 def working_data_dir(path: str | Path) -> Path | None:
@@ -109,11 +110,9 @@ def retrain(metrics_path: str | Path, dataset_path: str | Path | None = None) ->
     try:
         recorded = json.loads(Path(metrics_path).read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{metrics_path}: cannot read it as a run's metrics.json ({err}); name "
-                         "data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json files") from None
+        raise ValueError(f"{metrics_path}: cannot read it as a run's metrics.json ({err}); {WHAT_TO_NAME}") from None
     if not isinstance(recorded, dict) or "spec" not in recorded:
-        raise ValueError(f"{metrics_path} is not a run's metrics.json (no 'spec'); name "
-                         "data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json files")
+        raise ValueError(f"{metrics_path} is not a run's metrics.json (no 'spec'); {WHAT_TO_NAME}")
     dataset = Path(dataset_path) if dataset_path is not None else find_dataset(metrics_path)
     on_gpu = recorded.get("device", "cpu") != "cpu"
     if on_gpu and not torch.cuda.is_available():
