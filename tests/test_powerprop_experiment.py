@@ -157,8 +157,8 @@ def test_summary_means_and_cis():
     assert b["test_accuracy"]["mean"] == pytest.approx(0.85) and b["test_accuracy"]["per_seed"] == [0.8, 0.9]
     assert b["sparsity_fraction"]["mean"] == pytest.approx(0.2)
     assert b["pruned_accuracy"]["0.5"]["mean"] == pytest.approx(0.425)
-    low, high = b["test_accuracy"]["ci95"]
-    assert 0.8 <= low <= 0.85 <= high <= 0.9
+    low, high = b["test_accuracy"]["ci95"]  # Student-t: 0.85 +- t_{0.975, 1} x 0.05 (s / sqrt(2) = 0.05)
+    assert (low, high) == pytest.approx((0.85 - 12.706204736174705 * 0.05, 0.85 + 12.706204736174705 * 0.05))
     assert b["seeds"] == [0, 1] and b["diverged_seeds"] == [9]
     with pytest.raises(ValueError, match="no results for c"):
         powerprop_summary.summarize([result("a", [0.5], [0.0])], [], ["a", "c"])

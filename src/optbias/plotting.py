@@ -1,4 +1,4 @@
-"""What every figure shares: seaborn's 95% CI setting, one colour per name, atomic PDF/PNG saving.
+"""What every figure shares: the 95% CI drawn, one colour per name, atomic PDF/PNG saving.
 
 The stage modules (``optbias.continual.figures``, ``optbias.probes.figures``,
 ``optbias.powerprop.figures``) draw; this module holds only what they must agree on, so that an
@@ -15,12 +15,28 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .fileio import atomic_write_bytes  # noqa: E402
+from .stats import t_interval  # noqa: E402
 
-CI = ("ci", 95)  # seaborn errorbar: bootstrap 95% CI of the mean over seeds
+
+def t_errorbar(values) -> tuple[float, float]:
+    """(low, high): the Student-t 95% interval of the mean of ``values`` (one per seed,
+    ``optbias.stats.t_interval``), as a seaborn ``errorbar`` callable, so that every figure draws
+    the interval that the summaries, the audit and the paper report. No bar (NaN, NaN) for fewer
+    than two values or a non-finite one, as ``seed_stat`` gives no interval then (seaborn itself
+    does not call this with fewer than two)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2 or not np.all(np.isfinite(x)):
+        return float("nan"), float("nan")
+    _, low, high = t_interval(x.tolist())
+    return low, high
+
+
+CI = t_errorbar  # seaborn errorbar: Student-t 95% CI of the mean over seeds (n_boot and seed are then unused)
 
 
 def palette(optimizers: Sequence[str]) -> dict[str, tuple]:

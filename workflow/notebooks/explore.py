@@ -51,7 +51,7 @@ for figure in explore.HEADLINE_FIGURES[benchmark]:
 
 # %% [markdown]
 # ## Every optimizer: the summary metrics
-# Mean over seeds with the bootstrap 95% CI (`data/summary/<benchmark>.json`).
+# Mean over seeds with the Student-t 95% CI (`data/summary/<benchmark>.json`).
 
 # %%
 explore.summary_table(summary)
@@ -73,7 +73,7 @@ display(Image(data=explore.as_png(explore.loss_curves(root, benchmark, summary["
 
 # %% [markdown]
 # ## `a` against `b`, paired by seed
-# The mean of the per-seed differences a − b with its bootstrap 95% CI, as the claims audit
+# The mean of the per-seed differences a − b with its Student-t 95% CI, as the claims audit
 # computes a comparison.
 
 # %%

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..continual.summary import SCALARS
 from ..fileio import atomic_write_bytes, load_json
-from ..stats import bootstrap_ci
-from .claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, format_value, measured
+from ..stats import t_interval
+from .claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, format_stat, measured
 
 if TYPE_CHECKING:  # pandas is imported where a table is made: common.smk reads HEADLINE_FIGURES at parse time
     import pandas as pd
@@ -52,13 +52,14 @@ def _entry(summary: Mapping, optimizer: str) -> Mapping:
 
 def summary_table(summary: Mapping, metrics: Sequence[str] = SCALARS) -> pd.DataFrame:
     """One row per optimizer (legend order), one column per metric: ``mean [low, high]`` over seeds
-    (the summaries' bootstrap 95% CI, written as the audit writes it: ``claims.format_value``). ``summary``: ``data/summary/<benchmark>.json``."""
+    (the summaries' Student-t 95% CI, or "(n = 1)" for one seed, written as the audit writes it:
+    ``claims.format_stat``). ``summary``: ``data/summary/<benchmark>.json``."""
     import pandas as pd
 
     rows = {}
     for name in summary["order"]:
         entry = summary["optimizers"][name]
-        rows[name] = {m: format_value(entry[m]["mean"], entry[m]["ci95"]) for m in metrics if m in entry}
+        rows[name] = {m: format_stat(entry[m]) for m in metrics if m in entry}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("optimizer")
 
 
@@ -88,15 +89,17 @@ def paired(a_values: Sequence[float], a_seeds: Sequence[int], b_values: Sequence
 def _difference_row(what: str, a: Mapping, a_seeds: Sequence[int], b: Mapping, b_seeds: Sequence[int]) -> dict:
     seeds, xa, xb = paired(a["per_seed"], a_seeds, b["per_seed"], b_seeds)
     diffs = [x - y for x, y in zip(xa, xb)]
-    mean, low, high = bootstrap_ci(diffs)
+    # One common seed: no interval (NaN bounds).
+    mean, low, high = t_interval(diffs) if len(diffs) > 1 else (diffs[0], float("nan"), float("nan"))
     return {"metric": what, "a": sum(xa) / len(xa), "b": sum(xb) / len(xb), "a - b": mean, "ci95 low": low,
             "ci95 high": high, "seeds": len(seeds), "per-seed a - b": [round(d, 4) for d in diffs]}
 
 
 def compare(summary: Mapping, a: str, b: str, metrics: Sequence[str] = SCALARS) -> pd.DataFrame:
     """Optimizer ``a`` against ``b`` on every summary metric, on the seeds both have: their means
-    there and the mean of the per-seed differences a - b with its percentile-bootstrap 95% CI
-    (``optbias.stats.bootstrap_ci``, as the claims audit computes a ``compare`` test)."""
+    there and the mean of the per-seed differences a - b with its Student-t 95% CI
+    (``optbias.stats.t_interval`` of the differences, as the claims audit computes a paired
+    ``compare`` test; NaN bounds when only one seed is common)."""
     import pandas as pd
 
     ea, eb = _entry(summary, a), _entry(summary, b)

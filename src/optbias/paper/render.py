@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from ..data import DataError, describe
-from .claims import ClaimError, format_value, measured, select
+from .claims import ClaimError, format_stat, measured, select
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 CLAIM = re.compile(r"\[claim:([A-Za-z][A-Za-z0-9_-]*)\]")
@@ -55,15 +55,15 @@ class PaperError(ValueError):
 
 
 def format_number(value: Any, fmt: str) -> str:
-    """``mean_ci`` ({mean, ci95} or per-seed list -> "m [lo, hi]"), ``pct``, ``list``, or a format spec."""
+    """``mean_ci`` ({mean, ci95} or per-seed list -> "m [lo, hi]", the Student-t 95% interval of the
+    mean over seeds; "m (n = 1)" for one seed), ``pct``, ``list``, or a format spec."""
     if fmt == "mean_ci":
         if isinstance(value, Mapping) and "mean" in value:
-            return format_value(value["mean"], value.get("ci95"))
+            return format_stat(value)
         if isinstance(value, list):
-            from ..stats import bootstrap_ci
+            from ..stats import seed_stat
 
-            mean, low, high = bootstrap_ci(value)
-            return format_value(mean, [low, high])
+            return format_stat(seed_stat(value))
         raise PaperError(f"format mean_ci needs {{mean, ci95}} or a per-seed list, got {value!r}")
     if fmt == "pct":
         return f"{100 * float(value):.1f}%"

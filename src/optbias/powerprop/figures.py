@@ -55,7 +55,7 @@ def magnitude_histograms(results: Sequence[dict], order: Sequence[str], paths: S
 
 def pruning_curves(results: Sequence[dict], order: Sequence[str], paths: Sequence[str | Path], title: str) -> None:
     """Test accuracy after global magnitude pruning (no retraining) against the pruned fraction,
-    per method: mean and bootstrap 95% CI over seeds. Levels are evenly spaced on the x-axis."""
+    per method: mean and Student-t 95% CI over seeds. Levels are evenly spaced on the x-axis."""
     rows = [{"method": r["method"], "seed": run["seed"], "fraction": float(p), "accuracy": acc}
             for r in results for run in r["runs"] if run["status"] == "ok" for p, acc in run["pruned_accuracy"].items()]
     df = pd.DataFrame(rows)

@@ -13,7 +13,7 @@ from ..stats import seed_stat
 
 
 def summarize(results: list[dict], selections: list[dict], order: list[str]) -> dict:
-    """Per method: the selected lr, and per-seed values with mean and bootstrap 95% CI of test
+    """Per method: the selected lr, and per-seed values with mean and Student-t 95% CI of test
     accuracy, near-zero fraction and accuracy at each pruning level (diverged seeds left out and counted).
 
     ``results`` and ``selections`` are the methods' results and lr-selection JSONs (``run_method``);

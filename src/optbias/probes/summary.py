@@ -1,9 +1,9 @@
-"""Per-optimizer summaries of the probes: mean and bootstrap 95% CI over seeds, per-seed values kept.
+"""Per-optimizer summaries of the probes: mean and Student-t 95% CI over seeds, per-seed values kept.
 
 These are the scalars claims 4 and 5 of PAPER.md are checked on (final-checkpoint cross-class
 cosine and effective rank per hidden layer), plus representation forgetting (linear probe vs head
 accuracy on old tasks after the last task). Per-seed values travel with every mean, so an audit
-can bootstrap a difference between two optimizers (seeds are paired: same initialization).
+can test a difference between two optimizers seed by seed (seeds are paired: same initialization).
 """
 
 from __future__ import annotations
