@@ -62,3 +62,13 @@ def test_registry_builds_and_counts_tasks_without_data():
     assert benchmarks.get("class_incremental").n_tasks({}) == 5
     with pytest.raises(ValueError, match="known benchmarks: class_incremental, permuted"):
         benchmarks.get("split_cifar")
+
+
+def test_chance_accuracy_is_one_over_the_classes_of_a_task():
+    assert benchmarks.get("class_incremental").chance_accuracy({}) == 0.5  # the paper's pairs
+    assert benchmarks.chance_accuracy("permuted", {"n_tasks": 10}) == 0.1
+    assert benchmarks.chance_accuracy("class_incremental", {"pairs": [[0, 1, 2], [3, 4, 5]]}) == pytest.approx(1 / 3)
+    # Tasks of different sizes: the mean over tasks, the learning accuracy of uniform guessing.
+    assert benchmarks.chance_accuracy("class_incremental", {"pairs": [[0, 1], [2, 3, 4, 5]]}) == pytest.approx(0.375)
+    with pytest.raises(ValueError, match="known benchmarks"):
+        benchmarks.chance_accuracy("split_cifar", {})

@@ -145,3 +145,45 @@ def test_budget_block_checks_name_the_key_to_fix(spoil, message):
     spoil(bad)
     with pytest.raises(cfg.ConfigError, match=message):
         cfg.check(bad)
+
+
+def test_sweep_flags_candidates_that_did_not_learn():
+    def run(lr, seed, score, benchmark="class_incremental"):
+        r = sweep_run("x", lr, seed, score, benchmark)
+        r["spec"]["benchmark_cfg"] = {"epochs_per_task": 1, "batch_size": 8, "n_tasks": 2}
+        return r
+    # Every candidate at chance (0.5 on pairs): the least bad is still chosen, and flagged.
+    at_chance = [run(lr, s, 0.5 + 0.01 * k) for k, lr in enumerate((0.01, 0.1, 1.0)) for s in (1000, 1001)]
+    out = sweep.select(at_chance, {})["x"]
+    assert out["selected_lr"] == 1.0 and out["selected_learned"] is False
+    assert out["chance_accuracy"] == {"class_incremental": 0.5}
+    assert all(c["learned"] is False for c in out["candidates"])
+    # On the boundary: a mean of exactly 0.75 on pairs learned, a diverged seed counts 0 in the mean.
+    runs = [run(0.1, 1000, 0.7), run(0.1, 1001, 0.8), run(0.3, 1000, 1.0), run(0.3, 1001, None)]
+    out = sweep.select(runs, {})["x"]
+    by_lr = {c["lr"]: c for c in out["candidates"]}
+    assert by_lr[0.1]["learned_per_benchmark"] == {"class_incremental": True} and by_lr[0.1]["learned"] is True
+    assert by_lr[0.3]["learned"] is False  # mean 0.5 with the diverged seed at 0
+    assert out["selected_lr"] == 0.1 and out["selected_learned"] is True
+    # Per benchmark, each at its own chance: learned on permuted (0.6 >= 0.55) but not on pairs (0.6 < 0.75).
+    both = [run(0.1, 1000, 0.6), run(0.1, 1000, 0.6, "permuted")]
+    cand = sweep.select(both, {})["x"]["candidates"][0]
+    assert cand["learned_per_benchmark"] == {"class_incremental": False, "permuted": True} and cand["learned"] is False
+
+
+def test_sweep_without_a_chance_level_does_not_judge_unless_told():
+    runs = [sweep_run("x", 0.1, 1000, 0.9), sweep_run("x", 0.1, 1001, 0.9)]  # benchmark "b", no benchmark_cfg
+    assert sweep.select(runs, {})["x"]["selected_learned"] is None
+    told = sweep.select(runs, {}, chance={"b": 0.1})["x"]
+    assert told["selected_learned"] is True and told["chance_accuracy"] == {"b": 0.1}
+
+
+def test_summarize_budget_says_at_which_budgets_each_optimizer_learned():
+    def run(e, s, diag):
+        R = [[diag, 0.0], [diag, diag]]  # task 0 kept: no forgetting
+        return {"benchmark": "class_incremental", "optimizer": "sgd", "seed": s, "status": "ok", "R": R,
+                "tasks": ["0/1", "2/3"], "spec": {"benchmark_cfg": {"epochs_per_task": e, "pairs": [[0, 1], [2, 3]]}}}
+    out = budget.summarize_budget([run(1, 0, 0.5), run(1, 1, 0.52), run(5, 0, 0.9), run(5, 1, 0.95)], ["sgd"])
+    at = out["class_incremental"]["epochs"]
+    assert at["1"]["optimizers"]["sgd"]["learned"] is False and at["1"]["optimizers"]["sgd"]["chance_accuracy"] == 0.5
+    assert at["5"]["optimizers"]["sgd"]["learned"] is True

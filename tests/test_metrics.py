@@ -71,3 +71,26 @@ def test_summarize_collects_every_scalar():
 def test_non_square_matrix_is_rejected(bad):
     with pytest.raises(ValueError, match="square"):
         metrics.average_accuracy(bad)
+
+
+def test_learned_rule_known_answers_at_the_boundary():
+    # Halfway from chance to perfect: 0.5 + 0.5 / 2 = 0.75 on a pair, 0.1 + 0.9 / 2 = 0.55 on ten classes.
+    assert metrics.LEARNED_FRACTION == 0.5
+    assert metrics.learned_threshold(0.5) == 0.75 and metrics.learned_threshold(0.1) == pytest.approx(0.55)
+    assert metrics.learned([0.75], 0.5) is True      # exactly at the threshold: learned
+    assert metrics.learned([0.749], 0.5) is False
+    assert metrics.learned([0.70, 0.80], 0.5) is True  # judged on the mean over seeds, not seed by seed
+    assert metrics.learned([0.99, 0.50], 0.5) is False  # mean 0.745
+    assert metrics.learned([0.56], 0.1) is True and metrics.learned([0.549], 0.1) is False
+    assert metrics.learned([0.193], 0.5) is False and metrics.learned([0.105], 0.1) is False  # shampoo-nograft
+
+
+def test_learned_rule_rejects_what_it_cannot_judge():
+    with pytest.raises(ValueError, match="no learning accuracy"):
+        metrics.learned([], 0.5)
+    with pytest.raises(ValueError, match="finite fractions"):
+        metrics.learned([math.nan], 0.5)
+    with pytest.raises(ValueError, match="finite fractions"):
+        metrics.learned([1.2], 0.5)
+    with pytest.raises(ValueError, match=r"chance accuracy must be in \(0, 1\]"):
+        metrics.learned([0.9], 0.0)

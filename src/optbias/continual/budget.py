@@ -136,9 +136,17 @@ def summarize_budget(runs: Sequence[RunMetrics], order: Sequence[str],
     ``runs``: the experiment's runs (reported seeds; any benchmark and budget); ``order``: legend
     order; ``selected``: the budget rule's output, to record the chosen budget next to the curves.
     Returns benchmark -> {grid, selected_epochs, order, epochs: {"<E>": {"optimizers": {name:
-    {seeds, <scalar>: seed_stat, ...}}}}}: every scalar of ``SCALARS`` (average forgetting, average
-    accuracy, accuracy on the old tasks, learning accuracy, BWT) with per-seed values and a 95% CI.
-    The per-seed accuracy matrices are left out (they are in the runs).
+    {seeds, diverged_seeds, chance_accuracy, learned, <scalar>: seed_stat, ...}}}}}: every scalar of
+    ``SCALARS`` (average forgetting, average accuracy, accuracy on the old tasks, learning accuracy,
+    BWT; fractions) with per-seed values and a 95% CI. The per-seed accuracy matrices are left out
+    (they are in the runs).
+
+    ``chance_accuracy`` and ``learned`` are ``summarize_runs``'s, per budget: an optimizer learned
+    at a budget when its mean learning accuracy over the seeds is >= chance + (1 - chance) / 2
+    (0.75 on class-incremental pairs, 0.55 on permuted; ``optbias.continual.metrics.learned``); at a
+    budget where it did not, its forgetting is not retention (the figure greys it out). ``learned``
+    is None when the runs carry no ``spec.benchmark_cfg``. Raises ``KeyError`` on a run without
+    ``spec.benchmark_cfg.epochs_per_task``.
     """
     out: dict = {}
     for benchmark in sorted({r["benchmark"] for r in runs}):
@@ -148,7 +156,8 @@ def summarize_budget(runs: Sequence[RunMetrics], order: Sequence[str],
         for e in grid:
             summary = summarize_runs([r for r in mine if epochs_of(r) == e], order)
             by_epochs[str(e)] = {"optimizers": {
-                name: {k: v for k, v in entry.items() if k in ("seeds", "diverged_seeds", *SCALARS)}
+                name: {k: v for k, v in entry.items()
+                       if k in ("seeds", "diverged_seeds", "chance_accuracy", "learned", *SCALARS)}
                 for name, entry in summary["optimizers"].items()}}
         out[benchmark] = {"grid": grid, "order": list(order), "epochs": by_epochs,
                           "selected_epochs": (selected or {}).get(benchmark, {}).get("selected_epochs")}

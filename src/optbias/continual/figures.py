@@ -3,17 +3,36 @@
 Every function takes the loaded inputs (runs' metrics.json, or a summary), the legend order, the
 output paths (``.pdf`` and/or ``.png``; the suffix picks the format, each written atomically by
 ``optbias.plotting.save``) and a title. Each is named like the rule and the script that call it.
+
+A summary entry that did not learn (``learned: false``: mean learning accuracy below chance +
+(1 - chance) / 2, the rule of ``optbias.continual.metrics``) has nothing to forget, so its
+forgetting (and its retention-like accuracies) is drawn light grey and hatched, with a "did not
+learn" label, never in its optimizer's colour as if it were retention.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.patches import Patch
 
 from ..plotting import CI, palette, plt, save, seed_note, sns
+from .metrics import learned_threshold
+from .summary import did_not_learn_note
 from .types import RunMetrics
+
+# How an entry that did not learn is drawn: light grey, hatched, faded (bars and markers).
+NOT_LEARNED = {"facecolor": "0.9", "edgecolor": "0.6", "hatch": "////", "alpha": 0.6}
+NOT_LEARNED_TEXT = {"fontsize": 7, "color": "0.35", "style": "italic"}
+
+
+def _threshold(entries) -> float | None:
+    """The learned threshold of a benchmark, from the ``chance_accuracy`` of its summary entries (None if unknown)."""
+    chances = [e.get("chance_accuracy") for e in entries if e.get("chance_accuracy") is not None]
+    return learned_threshold(chances[0]) if chances else None
 
 def accuracy_table(runs: Sequence[RunMetrics]) -> pd.DataFrame:
     """One row per (run, i, j): accuracy on task j after training on task i."""
@@ -82,6 +101,9 @@ def lr_sweep(selected: dict, paths: Sequence[str | Path], title: str) -> None:
     seeds), one dot per seed (a diverged seed at 0), one panel per benchmark; a circle marks the choice.
 
     ``selected``: data/sweep/selected.json (``optbias.continual.sweep.select``); legend in its order.
+    Where it records the chance accuracy, the band below the learned threshold (chance + (1 - chance)
+    / 2 of held-out learning accuracy) is shaded grey and hatched: a candidate in it did not learn.
+    A chosen candidate that did not learn (``selected_learned: false``) is named in the legend.
     """
     rows = [{"optimizer": name, "lr": c["lr"], "benchmark": b, "score": score}
             for name, entry in selected.items() for c in entry["candidates"] for b, score in c["per_benchmark"].items()]
@@ -102,11 +124,25 @@ def lr_sweep(selected: dict, paths: Sequence[str | Path], title: str) -> None:
             ax.scatter([selected[name]["selected_lr"]], [df[(df.benchmark == b) & (df.optimizer == name) &
                         (df.lr == selected[name]["selected_lr"])]["score"].iloc[0]],
                        s=160, facecolors="none", edgecolors=palette(names)[name], linewidths=2, zorder=5)
+        chances = [e.get("chance_accuracy", {}).get(b) for e in selected.values()]
+        chances = [c for c in chances if c is not None]
+        if chances:  # below this line a candidate did not learn (the learned rule)
+            threshold = learned_threshold(chances[0])
+            ax.axhspan(0, threshold, zorder=0, **{**NOT_LEARNED, "alpha": 0.35})
+            ax.text(0.01, threshold, f"below {threshold:.2f}: did not learn", transform=ax.get_yaxis_transform(),
+                    va="top", **NOT_LEARNED_TEXT)
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="learning rate", title=b,
                ylabel="held-out accuracy on the task being learned\n(mean over tasks; dots: validation seeds)")
-    axes[0][-1].legend(title="optimizer (circle: chosen)", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    failed = {name for name, entry in selected.items() if entry.get("selected_learned") is False}
+    labels = [f"{label} (chosen lr did not learn)" if label in failed else label for label in labels]
+    axes[0][-1].legend(handles, labels, title="optimizer (circle: chosen)", bbox_to_anchor=(1.01, 1),
+                       loc="upper left", frameon=False)
     fig.suptitle(f"{title}; chosen = best mean over seeds and benchmarks, no diverged seed")
     save(fig, paths)
+
+
+ABLATION_RETENTION = ("average forgetting", "average accuracy")  # rows not to be read for a variant that did not learn
 
 
 def shampoo_ablation(by_benchmark: dict, paths: Sequence[str | Path], title: str) -> None:
@@ -114,6 +150,10 @@ def shampoo_ablation(by_benchmark: dict, paths: Sequence[str | Path], title: str
     variant (mean and 95% CI over seeds): a variant cannot look good by learning less.
 
     ``by_benchmark``: data/summary/shampoo_ablation.json (``summarize_by_benchmark``), legend in its order.
+    A variant with ``learned: false`` on a benchmark (mean learning accuracy < chance + (1 - chance) / 2)
+    has its forgetting and accuracy bars drawn light grey and hatched there, labelled "did not learn
+    (learning accuracy ..., chance ...)"; the learning-accuracy panels mark that threshold with a
+    dotted line. Entries without ``learned`` (older summaries) are drawn as before.
     """
     rows = []
     for b, summary in by_benchmark.items():
@@ -132,19 +172,83 @@ def shampoo_ablation(by_benchmark: dict, paths: Sequence[str | Path], title: str
     grid.set_titles("{col_name}: {row_name}")
     grid.set(xlim=(0, 1), xlabel="")
     for (metric, b), ax in grid.axes_dict.items():  # a diverged seed is shown, not silently dropped
+        entries = by_benchmark[b]["optimizers"]
+        failed = {y for y, name in enumerate(names) if entries.get(name, {}).get("learned") is False}
+        if metric in ABLATION_RETENTION and failed:
+            _grey_rows(ax, failed)
+        threshold = _threshold(entries.values())
+        if metric == "learning accuracy" and threshold is not None:
+            ax.axvline(threshold, color="0.3", linestyle=":", linewidth=1)
+            ax.set_title(f"{ax.get_title()}\n(dotted: learned at \u2265 {threshold:.2f})",
+                         fontsize=ax.title.get_fontsize())
         for y, name in enumerate(names):
-            entry = by_benchmark[b]["optimizers"].get(name, {})
+            entry = entries.get(name, {})
             if entry.get("diverged_seeds"):
                 n = len(entry["diverged_seeds"]) + len(entry["seeds"])
                 ax.text(0.99, y, f"{len(entry['diverged_seeds'])}/{n} seeds diverged", ha="right", va="center",
                         fontsize=8, color="firebrick")
+            if y in failed and metric in ABLATION_RETENTION:
+                stat = entry.get(metric.replace(" ", "_")) or {"mean": 0.0}
+                end = max([stat["mean"], *(stat.get("ci95") or [])])  # ci95 is None for a single seed
+                _label_row(ax, y + (0.3 if entry.get("diverged_seeds") else 0),
+                           did_not_learn_note(entry).replace(" (", "\n("), end)
     grid.figure.suptitle(f"{title} ({seed_note(df.rename(columns={'variant': 'optimizer'}))})", y=1.02)
     save(grid.figure, paths)
+
+
+def _grey_rows(ax: plt.Axes, rows: set[int]) -> None:
+    """Grey out what a horizontal bar plot drew at the category rows ``rows`` (y = 0, 1, ...): the
+    bars light grey and hatched, their error bars and seed dots faded."""
+    def row_of(y: float) -> int | None:
+        if not math.isfinite(y):
+            return None
+        k = round(y)
+        return k if abs(y - k) < 0.45 else None
+
+    for patch in ax.patches:
+        if row_of(patch.get_y() + patch.get_height() / 2) in rows:
+            patch.set(**NOT_LEARNED)
+    for line in ax.lines:  # an error bar and its caps: one line, NaN-separated, at one row
+        ys = {row_of(y) for y in line.get_ydata() if math.isfinite(y)}
+        if len(ys) == 1 and ys <= rows:
+            line.set(color="0.6", alpha=0.6)
+    for points in ax.collections:
+        offsets = points.get_offsets()
+        if len(offsets) and {row_of(y) for y in offsets[:, 1]} <= rows:
+            points.set(alpha=0.2)
+
+
+def _label_row(ax: plt.Axes, y: float, text: str, end: float) -> None:
+    """Write ``text`` on horizontal-bar row ``y``, just right of the bar (which ends at ``end``, its CI
+    included), or over the right end of the panel with a white background when the bar is long."""
+    if end < 0.4:
+        ax.text(max(end, 0.0) + 0.02, y, text, ha="left", va="center", **NOT_LEARNED_TEXT)
+    else:
+        ax.text(0.99, y, text, ha="right", va="center", bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0},
+                **NOT_LEARNED_TEXT)
 
 
 BUDGET_METRICS = {"average_forgetting": "average forgetting",
                   "mean_accuracy_old_tasks": "final accuracy on old tasks",
                   "learning_accuracy": "learning accuracy\n(each task just learned)"}
+
+
+BUDGET_RETENTION = ("average_forgetting", "mean_accuracy_old_tasks")  # not drawn as retention when not learned
+
+
+def _not_learned_points(ax: plt.Axes, part: pd.DataFrame, order: Sequence[str]) -> None:
+    """The mean over seeds of each (optimizer, epochs) in ``part`` (rows of budget runs that did not
+    learn) as a light-grey hatched square edged in the optimizer's colour, labelled "did not learn"."""
+    colours = palette(order)
+    top: dict[int, float] = {}  # one label per budget, above its highest grey marker
+    for (name, epochs), cell in part.groupby(["optimizer", "epochs"]):
+        mean = float(cell["value"].mean())
+        ax.scatter([epochs], [mean], marker="s", s=70, linewidths=1.5, zorder=4, clip_on=False,
+                   **{**NOT_LEARNED, "edgecolor": colours.get(name, "0.6")})
+        top[int(epochs)] = max(mean, top.get(int(epochs), mean))
+    for epochs, y in top.items():
+        ax.annotate("did not learn", (epochs, y), xytext=(0, 7), textcoords="offset points", ha="center",
+                    **NOT_LEARNED_TEXT)
 
 
 def budget_sensitivity(summary: dict, paths: Sequence[str | Path], title: str) -> None:
@@ -153,6 +257,10 @@ def budget_sensitivity(summary: dict, paths: Sequence[str | Path], title: str) -
     line at the budget the budget rule chose.
 
     ``summary``: data/summary/budget_sensitivity.json (``optbias.continual.budget.summarize_budget``).
+    At a budget where an optimizer did not learn (``learned: false``: mean learning accuracy < chance
+    + (1 - chance) / 2), its forgetting and old-task accuracy are left out of its coloured line and
+    drawn as a light-grey hatched marker (edged in its colour) labelled "did not learn"; the
+    learning-accuracy panels mark that threshold with a dotted line.
     """
     rows = []
     for b, entry in summary.items():
@@ -161,8 +269,8 @@ def budget_sensitivity(summary: dict, paths: Sequence[str | Path], title: str) -
                 for metric in BUDGET_METRICS:
                     for seed, value in zip(opt["seeds"], opt.get(metric, {}).get("per_seed", [])):
                         rows.append({"benchmark": b, "epochs": int(e), "optimizer": name, "seed": seed,
-                                     "metric": metric, "value": value})
-    df = pd.DataFrame(rows)
+                                     "metric": metric, "value": value, "failed": opt.get("learned") is False})
+    df = pd.DataFrame(rows, columns=["benchmark", "epochs", "optimizer", "seed", "metric", "value", "failed"])
     benchmarks = list(summary)
     order = list(next(iter(summary.values()))["order"]) if summary else []
     fig, axes = plt.subplots(len(benchmarks), len(BUDGET_METRICS), figsize=(4.2 * len(BUDGET_METRICS) + 1.8,
@@ -171,8 +279,16 @@ def budget_sensitivity(summary: dict, paths: Sequence[str | Path], title: str) -
         for c, (metric, label) in enumerate(BUDGET_METRICS.items()):
             ax = axes[r][c]
             part = df[(df.benchmark == b) & (df.metric == metric)]
+            if metric in BUDGET_RETENTION:  # not read as retention where the optimizer did not learn
+                _not_learned_points(ax, part[part.failed], order)
+                part = part[~part.failed]
             sns.lineplot(data=part, x="epochs", y="value", hue="optimizer", hue_order=order, palette=palette(order),
                          errorbar=CI, seed=0, n_boot=2000, marker="o", ax=ax, legend=(r == 0 and c == 2))
+            threshold = _threshold(opt for at in summary[b]["epochs"].values() for opt in at["optimizers"].values())
+            if metric == "learning_accuracy" and threshold is not None:
+                ax.axhline(threshold, color="0.3", linestyle=":", linewidth=1)
+                ax.text(0.01, threshold, f"learned \u2265 {threshold:.2f}", transform=ax.get_yaxis_transform(),
+                        fontsize=7, color="0.3", va="bottom")
             chosen = summary[b].get("selected_epochs")
             if chosen is not None:
                 ax.axvline(chosen, color="0.4", linestyle="--", linewidth=1)
@@ -181,7 +297,12 @@ def budget_sensitivity(summary: dict, paths: Sequence[str | Path], title: str) -
             ax.set_xticks(summary[b]["grid"], [str(e) for e in summary[b]["grid"]])
             ax.minorticks_off()
     if benchmarks:
-        axes[0][-1].legend(title="optimizer", bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+        handles, labels = axes[0][-1].get_legend_handles_labels()
+        if df.failed.any():
+            handles.append(Patch(**NOT_LEARNED))
+            labels.append("did not learn\n(forgetting not retention)")
+        axes[0][-1].legend(handles, labels, title="optimizer", bbox_to_anchor=(1.01, 1), loc="upper left",
+                           frameon=False)
     fig.suptitle(f"{title} ({seed_note(df)}; dashed: the budget the rule chose)")
     fig.tight_layout()
     save(fig, paths)

@@ -9,13 +9,32 @@ R[i][j] is the test accuracy on task j after training on tasks 0..i (T x T, as i
 
 Forgetting only means something for a task that was learned, so every summary that reports
 forgetting reports the learning accuracy next to it: an optimizer cannot look good by learning less.
+
+**The learned rule**, declared before the runs that it decides: a run set (one optimizer or
+ablation variant on one benchmark, over its seeds) LEARNED when its mean learning accuracy over
+seeds is at least halfway from chance to perfect,
+
+    mean_seeds(learning accuracy) >= chance + LEARNED_FRACTION * (1 - chance),  LEARNED_FRACTION = 1/2,
+
+with chance = 1 / (classes per task) (``optbias.continual.benchmarks.BenchmarkSpec.chance_accuracy``):
+0.75 on class-incremental pairs (chance 1/2), 0.55 on permuted MNIST (chance 1/10). A run set that
+did not learn has a forgetting near 0 because it had nothing to forget; its forgetting is shown as
+"did not learn", never as retention. The same rule flags learning-rate sweep candidates, on their
+held-out learning accuracy (``validation_score``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import numpy as np
+
+LEARNED_FRACTION = 0.5
+"""How far from chance to perfect accuracy a run set's mean learning accuracy must reach to count
+as learned: 1/2, so the threshold is chance + (1 - chance) / 2 (0.75 on a pair of classes, 0.55 on
+ten). Declared with the rule (module docstring) before the runs it decides; do not tune it on them."""
 
 
 def _square(R: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
@@ -81,3 +100,36 @@ def summarize(R) -> dict[str, float | list[float]]:
         "mean_accuracy_old_tasks": float(R[-1, :-1].mean()) if len(R) > 1 else None,
         "learning_accuracy": learning_accuracy(R),
     }
+
+
+def learned_threshold(chance: float) -> float:
+    """The learning accuracy a run set must reach to count as learned: chance + LEARNED_FRACTION * (1 - chance).
+
+    ``chance``: the chance accuracy of the benchmark's tasks, a fraction in (0, 1] (0.5 -> 0.75,
+    0.1 -> 0.55). Raises ``ValueError`` outside (0, 1].
+    """
+    chance = float(chance)
+    if not 0.0 < chance <= 1.0:
+        raise ValueError(f"chance accuracy must be in (0, 1], got {chance}")
+    return chance + LEARNED_FRACTION * (1.0 - chance)
+
+
+def learned(learning_accuracies: Sequence[float], chance: float) -> bool:
+    """The learned rule: whether a run set learned, from its learning accuracies (one per seed).
+
+    ``learning_accuracies``: mean_i R[i][i] of each seed (or a sweep candidate's held-out
+    ``validation_score`` per seed, 0 for a diverged seed), fractions in [0, 1]; ``chance``: the
+    chance accuracy of the benchmark's tasks (1 / classes per task). True when their mean is
+    >= ``learned_threshold(chance)``, i.e. at least halfway from chance to perfect; the comparison
+    is exact (0.75 on pairs is learned, 0.749 is not). Pure.
+
+    Raises ``ValueError`` when there is no value, a value is not finite or outside [0, 1], or
+    ``chance`` is outside (0, 1].
+    """
+    values = [float(v) for v in learning_accuracies]
+    if not values:
+        raise ValueError("learned: no learning accuracy to judge (no finished seed)")
+    bad = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
+    if bad:
+        raise ValueError(f"learned: learning accuracies must be finite fractions in [0, 1], got {bad}")
+    return math.fsum(values) / len(values) >= learned_threshold(chance)
