@@ -121,9 +121,10 @@ EXTENDED_OPTIMIZERS = {"muon": {"type": "muon", "lr": 2.0e-2}, "soap": {"type": 
 def full_config() -> dict:
     """TINY_CONFIG grown to every block of the extended pipeline (config/extended.yaml on top of the
     default): the default's six optimizers and the extended run's three, the sweep and ablation entries
-    the claims name, a Powerprop block, and the extended run's paper block (both claims files, both
-    Markdown sources). One run of it (``full_run``) serves the end-to-end checks of the workflow, the
-    audit and the paper, for the default's claims and report and for the extended run's."""
+    the claims name, a Powerprop block, the noise floor (a control of every headline optimizer), and
+    the extended run's paper block (both claims files, both Markdown sources). One run of it
+    (``full_run``) serves the end-to-end checks of the workflow, the audit and the paper, for the
+    default's claims and report and for the extended run's."""
     import copy
 
     config = copy.deepcopy(TINY_CONFIG)
@@ -132,7 +133,9 @@ def full_config() -> dict:
                               "shampoo-nograft": [0.3], "shampoo-diag": [0.05],
                               **{name: [entry["lr"]] for name, entry in EXTENDED_OPTIMIZERS.items()}}
     config["ablation"]["variants"].update({"shampoo-ema": {"optimizer": {"statistics": "ema", "beta2": 0.999}},
-                                           "shampoo-nograft": {"optimizer": {"grafting": "none", "lr": 0.3}}})
+                                           "shampoo-nograft": {"optimizer": {"grafting": "none", "lr": 0.3}},
+                                           "shampoo-reset-stats": {"train": {"reset_preconditioner": True}}})
+    config["noise_floor"] = {"batch_order": 1}  # every headline optimizer's control (rule train_control)
     pp = copy.deepcopy(TINY_PP)  # the Powerprop methods and equivalence cases the claims name
     pp["seeds"] = [0]
     pp["methods"] = {"sgd": {"optimizer": {"type": "sgd"}, "lrs": [0.3]},

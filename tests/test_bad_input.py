@@ -49,7 +49,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.-]*$"  # the schema's propertyNames of o
 def _base_config() -> dict:
     """A valid config with every block of the schema in it (defaults filled), so every key can be hit."""
     config = full_config()
-    config["train"].update(validation_fraction=0.1, on_divergence="fail")
+    config["train"].update(validation_fraction=0.1, on_divergence="fail", batch_order=2, reset_preconditioner=False)
     config["data"].update(idx_dir="data/raw/idx", fashion_dir="data/raw/fashion")
     config["powerprop"]["histogram"] = {"low": -8, "high": 1, "bins": 45}
     config["benchmarks"]["class_incremental"]["pairs"] = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]

@@ -68,8 +68,8 @@ def test_deleting_any_output_schedules_exactly_its_producer_and_what_depends_on_
     assert "Nothing to be done" in snakemake(workdirs[0], "-n", check=True).stdout
     kinds, leaves = outputs_by_kind(workdirs[0]), leaf_rules(workdirs[0])
     rules = {rule for rule, _ in kinds}
-    assert {"fetch", "train", "train_ablation", "sweep_train", "budget_validation", "budget_train", "probe",
-            "powerprop_method", "track", "audit", "paper"} <= rules, sorted(rules)
+    assert {"fetch", "train", "train_ablation", "train_control", "sweep_train", "budget_validation", "budget_train",
+            "probe", "solution_distance", "powerprop_method", "track", "audit", "paper"} <= rules, sorted(rules)
     assert {("train", "metrics.json"), ("train", "checkpoints")} <= set(kinds) and {"paper"} <= leaves
     items = sorted(kinds.items())
     with ThreadPoolExecutor(2) as pool:

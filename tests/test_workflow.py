@@ -20,7 +20,8 @@ def finished_run(full_run):
 def test_pipeline_produces_sane_metrics(finished_run):
     workdir, _ = finished_run
     runs = sorted((workdir / "data" / "runs").glob("*/*/seed*/metrics.json"))
-    assert len(runs) == 2 * (9 * 2 + 4 * 1)  # benchmarks x (optimizers x seeds + ablation variants x seeds)
+    # benchmarks x (optimizers x seeds x (headline run + noise-floor control) + ablation variants x seeds)
+    assert len(runs) == 2 * (9 * 2 * 2 + 5 * 1)
     for path in runs:
         m = json.loads(path.read_text())
         T = 5 if m["benchmark"] == "class_incremental" else 3
@@ -32,9 +33,10 @@ def test_pipeline_produces_sane_metrics(finished_run):
         # Two entries are exempt, each a known result rather than a pipeline fault: Adam at lr 1e-4
         # needs more than the tiny config's 13 steps, and raw Shampoo without grafting does not
         # train at any learning rate (docs/shampoo.md); the others must learn the first task.
-        if m["optimizer"] not in ("adam-1e-4", "shampoo-nograft"):
+        name = m["optimizer"].removesuffix("-reorder")  # a control learns as its optimizer does
+        if name not in ("adam-1e-4", "shampoo-nograft"):
             assert diag[0] > (0.9 if T == 5 else 0.4), (path, diag)
-        if m["optimizer"] in ("sgd", "shampoo"):
+        if name in ("sgd", "shampoo"):
             assert min(diag) > (0.7 if T == 5 else 0.4), (path, diag)
         assert len(m["loss_curve"]["loss"]) > 0 and all(v > 0 for v in m["loss_curve"]["loss"])
         assert -1.0 <= m["bwt"] <= 1.0 and m["device"] == "cpu"
@@ -133,8 +135,35 @@ def test_ablation_variants_change_one_ingredient(finished_run):
     assert reset["spec"]["optimizer_cfg"] == base["spec"]["optimizer_cfg"]
     assert reset["spec"]["train"]["reset_optimizer"] is True and base["spec"]["train"]["reset_optimizer"] is False
     assert base["R"][0] == reset["R"][0] and base["R"][1] != reset["R"][1]  # identical until the first reset
+    stats = json.loads((workdir / "data/runs/permuted/shampoo-reset-stats/seed0/metrics.json").read_text())
+    assert stats["spec"]["optimizer_cfg"] == base["spec"]["optimizer_cfg"]
+    assert stats["spec"]["train"]["reset_preconditioner"] is True and "reset_preconditioner" not in base["spec"]["train"]
+    assert stats["R"][0] == base["R"][0] and stats["R"][1] not in (base["R"][1], reset["R"][1])  # statistics only
     table = (workdir / "data/summary/shampoo_ablation.md").read_text()
-    assert table.count("\n| shampoo") == 5 and "avg forgetting" in table
+    assert table.count("\n| shampoo") == 6 and "avg forgetting" in table
+
+
+def test_noise_floor_controls_and_solution_distances(finished_run):
+    """Every headline optimizer has a control <name>-reorder on every seed (another batch order, the
+    same entry), and data/summary/solution_distance.json pairs the optimizers and floors each one."""
+    workdir, _ = finished_run
+    names = list(DEFAULT_OPTIMIZERS) + list(EXTENDED_OPTIMIZERS)
+    for seed in (0, 1):
+        base = json.loads((workdir / f"data/runs/permuted/sgd/seed{seed}/metrics.json").read_text())
+        control = json.loads((workdir / f"data/runs/permuted/sgd-reorder/seed{seed}/metrics.json").read_text())
+        assert control["spec"]["train"] == {**base["spec"]["train"], "batch_order": 1}
+        assert control["spec"]["optimizer_cfg"] == base["spec"]["optimizer_cfg"] and control["seed"] == seed
+        assert control["loss_curve"]["loss"] != base["loss_curve"]["loss"]
+        assert "batch_order" not in base["spec"]["train"]
+    result = json.loads((workdir / "data/summary/solution_distance.json").read_text())
+    assert set(result) == {"class_incremental", "permuted"}
+    for entry in result.values():
+        assert entry["order"] == names and entry["seeds"] == [0, 1]
+        assert len(entry["pairs"]) == len(names) * (len(names) - 1) // 2 and set(entry["floors"]) == set(names)
+        assert entry["controls"] == {name: f"{name}-reorder" for name in names}
+        for stats in [*entry["pairs"].values(), *entry["floors"].values()]:
+            assert {m: stats[m]["seeds"] for m in stats} == {m: [0, 1] for m in ("function", "weights", "representation")}
+            assert 0 <= stats["function"]["mean"] <= 1 and stats["weights"]["mean"] > 0
 
 
 def test_second_dry_run_has_nothing_to_do(finished_run):
@@ -243,13 +272,14 @@ def test_separate_seed_jobs_make_one_training_job_per_seed(tmp_path, tiny_config
     are equal, and that switching reruns nothing, is checked on a real cluster (test_cluster.py)."""
     counts = {}
     for mode in ("together", "separate"):
-        write_config(tmp_path / mode, {**tiny_config, "seed_jobs": mode})
+        write_config(tmp_path / mode, {**tiny_config, "seed_jobs": mode, "noise_floor": {"batch_order": 1}})
         proc = snakemake(tmp_path / mode, "-n", check=True)
         counts[mode] = scheduled(proc.stdout)
     seeds, ablation, sweep, budget = (len(tiny_config["seeds"]), len(tiny_config["ablation"]["seeds"]),
                                       len(tiny_config["sweep"]["seeds"]), tiny_config["budget"])
     per_job = {"train": seeds, "train_ablation": ablation, "sweep_train": sweep,
-               "budget_validation": len(budget["validation_seeds"]), "budget_train": len(budget["seeds"])}
+               "budget_validation": len(budget["validation_seeds"]), "budget_train": len(budget["seeds"]),
+               "train_control": seeds}
     assert {rule: counts["separate"][rule] for rule in per_job} == {
         rule: counts["together"][rule] * n for rule, n in per_job.items()}
     assert {rule: n for rule, n in counts["separate"].items() if rule not in per_job} == {

@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from . import data, fileio, optim
-from .continual import benchmarks
+from .continual import benchmarks, settings
+
+# A noise-floor control of headline optimizer <name> is the entry <name>-reorder (``noise_floor_controls``).
+CONTROL_SUFFIX = "-reorder"
 
 
 class ConfigError(ValueError):
@@ -198,10 +201,24 @@ def _number_hint(value: Any, types: str | list[str]) -> str:
     return f": write {value.strip()} without quotes"
 
 
-def optimizer_entries(config: dict) -> dict[str, dict]:
-    """Every trainable optimizer entry: ``optimizers`` plus the Shampoo ablation's variants.
+def noise_floor_controls(config: dict) -> dict[str, str]:
+    """Claim 9's noise-floor controls: control entry name -> its headline optimizer, in config order.
 
-    A variant is its base entry with the variant's ``optimizer`` overrides applied.
+    With a ``noise_floor`` block, every headline optimizer ``<name>`` of ``optimizers`` gets a
+    control ``<name>-reorder`` (``CONTROL_SUFFIX``): the same entry, seeds and initial weights, and
+    another batch order (``train.batch_order``, ``train_overrides``). {} without the block.
+    """
+    if not config.get("noise_floor"):
+        return {}
+    return {f"{name}{CONTROL_SUFFIX}": name for name in config["optimizers"]}
+
+
+def optimizer_entries(config: dict) -> dict[str, dict]:
+    """Every trainable optimizer entry: ``optimizers``, the Shampoo ablation's variants, and the
+    noise-floor controls (``noise_floor_controls``).
+
+    A variant is its base entry with the variant's ``optimizer`` overrides applied; a control is
+    its headline optimizer's entry as it is. Raises ``ConfigError`` when a name is used twice.
     """
     entries = dict(config["optimizers"])
     ablation = config.get("ablation")
@@ -213,6 +230,11 @@ def optimizer_entries(config: dict) -> dict[str, dict]:
             if name in entries:
                 raise ConfigError(f"ablation.variants.{name}: the name is already used by an optimizer")
             entries[name] = {**config["optimizers"][base], **variant.get("optimizer", {})}
+    for name, headline in noise_floor_controls(config).items():
+        if name in entries:
+            raise ConfigError(f"noise_floor: the control of {headline!r} is named {name!r}, a name already used by "
+                              f"an optimizer or ablation variant; rename that one")
+        entries[name] = config["optimizers"][headline]
     return entries
 
 
@@ -221,7 +243,13 @@ def train_overrides(config: dict, name: str) -> dict:
 
     An ablation variant records a divergence instead of failing the pipeline: that a variant
     (say, Shampoo without grafting) blows up on some seeds is a finding, reported with its count.
+    A noise-floor control (``noise_floor_controls``) has its headline optimizer's settings plus
+    ``batch_order`` (``noise_floor.batch_order``), added last; no other entry gets that key, so the
+    specs of the runs without a control stay the same text (they are the training rules' params).
     """
+    controls = noise_floor_controls(config)
+    if name in controls:
+        return {**config.get("train", {}), "batch_order": config["noise_floor"]["batch_order"]}
     variants = config.get("ablation", {}).get("variants", {})
     if name not in variants:
         return dict(config.get("train", {}))
@@ -244,6 +272,7 @@ def check(config: dict) -> None:
             optim.check(name, entry)
         except optim.OptimizerConfigError as err:
             raise ConfigError(str(err)) from None
+    check_train_settings(config, entries)
     ablation_seeds = config.get("ablation", {}).get("seeds", [])
     extra = [s for s in ablation_seeds if s not in config.get("seeds", [])]
     if extra:  # the base optimizer's ablation runs are its headline runs
@@ -262,6 +291,27 @@ def check(config: dict) -> None:
         check_powerprop(config["powerprop"])
         _check_validation_seeds("powerprop.validation_seeds", config["powerprop"]["validation_seeds"],
                                 list(config["powerprop"]["seeds"]))
+
+
+def check_train_settings(config: dict, entries: dict[str, dict]) -> None:
+    """Every entry's train settings (``train_overrides``) against ``optbias.continual.settings``:
+    ``batch_order`` an integer >= 0, ``reset_preconditioner`` true or false and only for an optimizer
+    type that has the method; and a noise floor's batch order other than the headline runs' own.
+    Raises ``ConfigError`` starting with the block to fix."""
+    variants = config.get("ablation", {}).get("variants", {})
+    controls = noise_floor_controls(config)
+    for name, entry in entries.items():
+        where = (f"ablation.variants.{name}" if name in variants else "noise_floor" if name in controls
+                 else f"train (optimizers.{name})")
+        try:
+            settings.check(where, entry, train_overrides(config, name))
+        except ValueError as err:
+            raise ConfigError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
+    if controls:
+        order, own = config["noise_floor"]["batch_order"], settings.batch_order(config.get("train", {}))
+        if order == own:
+            raise ConfigError(f"noise_floor.batch_order: {order} is the headline runs' own batch order "
+                              f"(train.batch_order), so the controls would repeat them; choose another")
 
 
 def check_explore(config: dict) -> None:

@@ -53,7 +53,7 @@ DATASET_NAME = _data.DISPLAY_NAMES[DATASET]  # in figure titles: "MNIST", "Fashi
 DATA = {"data": f"data/raw/{DATASET}.pt", "manifest": f"data/raw/{DATASET}.pt.manifest.json"}
 BENCHMARKS = list(config["benchmarks"])
 OPTIMIZERS = list(config["optimizers"])  # the headline comparison, in legend order
-ENTRIES = _config.optimizer_entries(config)  # plus the Shampoo ablation's variants
+ENTRIES = _config.optimizer_entries(config)  # plus the Shampoo ablation's variants and the noise-floor controls
 SEEDS = [int(s) for s in config["seeds"]]
 THREADS = config["train"]["threads"]
 # Training-job granularity (config `seed_jobs`, schema): "together", one job per (benchmark,
@@ -70,6 +70,9 @@ TRAIN_GPUS = 1 if config["train"]["device"].startswith("cuda") else 0
 ABLATION = config.get("ablation", {})
 ABLATION_ORDER = [ABLATION["base"], *ABLATION["variants"]] if ABLATION else []
 ABLATION_SEEDS = [int(s) for s in ABLATION.get("seeds", SEEDS)]  # a subset of SEEDS (config.check)
+# Claim 9's noise floor (config `noise_floor`): control name (<optimizer>-reorder) -> its headline
+# optimizer; each trains on every seed of SEEDS with another batch order (rule train_control). {} without the block.
+CONTROLS = _config.noise_floor_controls(config)
 SWEEP = config.get("sweep", {})
 SWEEP_SEEDS = [int(s) for s in SWEEP.get("seeds", [])]
 BUDGET = config.get("budget", {})
@@ -284,7 +287,7 @@ def powerprop_results():
 def training_outputs():
     """Every file the training rules write (DVC stage `train`), each one a target of `rule all`.
 
-    Each run's metrics.json and checkpoints (headline and ablation), the sweep runs and selection,
+    Each run's metrics.json and checkpoints (headline, ablation and noise-floor controls), the sweep runs and selection,
     the budget rule's runs and choice, the forgetting-against-budget runs, and the Powerprop
     selections, results, checkpoints and equivalence study. Why targets and not only inputs of the
     summaries: Snakemake reruns a job whose output is missing only if something it must build needs
@@ -292,7 +295,8 @@ def training_outputs():
     never be rebuilt (issue 16).
     """
     files = all_benchmarks(lambda b: run_metrics(b) + run_checkpoints(b) + ablation_metrics(b)
-                           + run_checkpoints(b, ABLATION_ORDER, ABLATION_SEEDS))
+                           + run_checkpoints(b, ABLATION_ORDER, ABLATION_SEEDS)
+                           + run_metrics(b, list(CONTROLS)) + run_checkpoints(b, list(CONTROLS)))
     files += sweep_metrics() + (["data/sweep/selected.json"] if SWEEP else [])
     files += budget_validation_metrics() + budget_experiment_metrics()
     files += ["data/budget/selected.json"] if BUDGET else []
@@ -332,6 +336,7 @@ def all_outputs():
     outputs += all_benchmarks(probe_outputs)
     outputs += expand("data/summary/probes_{benchmark}.json", benchmark=BENCHMARKS)
     outputs.append("data/summary/weight_distance.json")  # claim 9, weights
+    outputs.append("data/summary/solution_distance.json")  # claim 9: function, weights, representation, with floors
     outputs += ["figures/effective_rank.pdf", "figures/probe_vs_head_accuracy.pdf"]
     if "class_incremental" in BENCHMARKS:
         outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]

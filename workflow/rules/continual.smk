@@ -53,8 +53,18 @@ use rule train as train_ablation with:
     priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(job_seeds(w, ABLATION_SEEDS)))
 
 
+use rule train as train_control with:
+    # Claim 9's noise floor (config `noise_floor`): headline optimizer <name> again as <name>-reorder, on
+    # every seed, from the same initial weights with another batch order (train.batch_order). Its
+    # checkpoints feed rule solution_distance (probes.smk).
+    wildcard_constraints:
+        optimizer=_alternatives(CONTROLS),
+    message:
+        f"train noise-floor control {{wildcards.benchmark}}/{{wildcards.optimizer}}: {seeds_message(SEEDS)}"
+
+
 rule summarize:
-    """Per-optimizer mean and bootstrap 95% CI over seeds of every scalar metric."""
+    """Per-optimizer mean and Student-t 95% CI over seeds of every scalar metric."""
     input:
         metrics=lambda w: run_metrics(w.benchmark),
         code=code("continual/summary.py", "continual/metrics.py", "stats.py"),

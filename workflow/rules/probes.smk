@@ -1,8 +1,8 @@
 # Probes (src/optbias/probes/): what the headline runs' checkpoints hold. Representations
 # (effective rank, cross-class cosine, linear probes) and weights (distance between optimizers,
-# claim 9). Reads checkpoints, never retrains. The probe settings (the `probes:` config block)
-# travel as a param, so changing them reruns these rules and the figures below them, and nothing
-# upstream.
+# claim 9; with the noise-floor controls' checkpoints, solution distances in three measures).
+# Reads checkpoints, never retrains. The probe settings (the `probes:` config block) travel as a
+# param, so changing them reruns these rules and the figures below them, and nothing upstream.
 
 
 rule probe:
@@ -65,6 +65,32 @@ rule weight_distance:
         ENV
     script:
         "../scripts/probes/weight_distance.py"
+
+
+rule solution_distance:
+    """Claim 9 with its noise floor: function (prediction disagreement), weight and representation
+    distances between the final models of every two headline optimizers, per seed, and of each
+    optimizer and its noise-floor control (config `noise_floor`; no floors without it)."""
+    input:
+        data=DATA["data"],
+        metrics=all_benchmarks(lambda b: run_metrics(b) + run_metrics(b, list(CONTROLS))),
+        checkpoints=all_benchmarks(lambda b: run_checkpoints(b) + run_checkpoints(b, list(CONTROLS))),
+        code=code("probes/distance.py", "probes/weights.py", "probes/run.py", "probes/measures.py", "stats.py"),
+    output:
+        "data/summary/solution_distance.json",
+    params:
+        order=OPTIMIZERS,
+        controls=CONTROLS,
+        settings={key: PROBES[key] for key in ("probe_set_per_class", "probe_set_seed", "threads")},
+    message:
+        "solution distances between optimizers, with their noise floors"
+    threads: PROBES["threads"]
+    log:
+        "logs/summarize/solution_distance.log",
+    conda:
+        ENV
+    script:
+        "../scripts/probes/solution_distance.py"
 
 
 # ---- figures: rule, script and function share one name (optbias.probes.figures.<name>)

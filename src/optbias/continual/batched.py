@@ -1,7 +1,8 @@
 """Seeds batched in one process: every seed of one (benchmark, optimizer) trained as one stacked model.
 
 The S runs of a job differ only in their seed: initial weights (``init_model(seed)``) and batch
-order (a generator seeded ``seed + 1``). Here their weights are stacked along a new leading
+order (a generator seeded ``settings.run_batch_seed(spec)``, ``train_run``'s rule: ``seed + 1``, or
+another order with ``train.batch_order``). Here their weights are stacked along a new leading
 dimension (``torch.func.stack_module_state``: a (out, in) weight becomes (S, out, in)), and one
 ``vmap`` of ``grad_and_value`` over the stack gives each run the gradient of its own loss on its
 own minibatch, in the order its own generator draws. For an optimizer whose update is per element
@@ -56,7 +57,7 @@ from .. import fileio, optim
 from ..engine import (DivergenceError, LossLog, accuracy, all_finite, make_deterministic, optimizer_diagnostics,
                       pick_device)
 from ..models import init_model
-from . import resume
+from . import resume, settings
 from .train import load_tasks, run_result, write_outputs
 from .types import RunMetrics, RunSpec
 
@@ -163,6 +164,8 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
     seeds = [int(s["seed"]) for s in specs]
     wheres = [f"{s['benchmark']}/{s['optimizer']}/seed{seed}" for s, seed in zip(specs, seeds)]
     optim.check(first["optimizer"], first["optimizer_cfg"])
+    settings.check(first["optimizer"], first["optimizer_cfg"], train_cfg)
+    reset_preconditioner = settings.resets_preconditioner(train_cfg)
     device = pick_device(train_cfg["device"])
     key = ({"batched": [resume.run_key(s, dataset_path, device) for s in specs]}
            if resume_path is not None else None)
@@ -185,7 +188,7 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
     optimizer = make_optimizer()
 
     epochs, batch_size = int(bench_cfg["epochs_per_task"]), int(bench_cfg["batch_size"])
-    generators = [torch.Generator().manual_seed(seed + 1) for seed in seeds]
+    generators = [torch.Generator().manual_seed(settings.run_batch_seed(spec)) for spec in specs]
     hint = (f"Lower optimizers.{first['optimizer']}.lr (now {first['optimizer_cfg'].get('lr')}) in the config, "
             "or check the optimizer's settings.")
     logs = [LossLog(int(train_cfg["loss_log_every"]), where, hint) for where in wheres]
@@ -236,6 +239,8 @@ def train_batched(specs: list[RunSpec], dataset_path: str | Path, metrics_paths:
                 continue
             if i > 0 and train_cfg["reset_optimizer"]:
                 optimizer = make_optimizer()
+            if i > 0 and reset_preconditioner:  # every run's statistics (StackedShampoo inherits the method)
+                optimizer.reset_preconditioner()
             for epoch in range(epochs):
                 def after_step(losses: torch.Tensor, at: int, i: int = i, epoch: int = epoch) -> None:
                     for s, log in enumerate(logs):

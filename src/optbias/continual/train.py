@@ -1,10 +1,11 @@
 """Sequential training on a continual-learning benchmark, filling the accuracy matrix R task by task.
 
 One run = one (benchmark, optimizer, seed). The whole dataset lives on the device (CUDA when
-present), batches are drawn with a seeded generator, and the initial weights depend on the seed
-only, so every optimizer starts from the same point: any difference in the solution is the
-optimizer's doing. After each task the model is evaluated on every task's test split (row i of R)
-and a checkpoint (state_dict only) is written atomically.
+present), batches are drawn with a seeded generator (``settings.batch_seed``: the seed and the
+optional ``train.batch_order``), and the initial weights depend on the seed only, so every
+optimizer starts from the same point: any difference in the solution is the optimizer's doing.
+After each task the model is evaluated on every task's test split (row i of R) and a checkpoint
+(state_dict only) is written atomically.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .. import data, fileio, optim
 from ..engine import (DivergenceError, LossLog, accuracy, all_finite, device_name, machine, make_deterministic,
                       optimizer_diagnostics, pick_device, run_epoch)
 from ..models import init_model
-from . import benchmarks, metrics, resume
+from . import benchmarks, metrics, resume, settings
 from .tasks import Task, split_validation
 from .types import RunMetrics, RunSpec
 
@@ -43,19 +44,29 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
     of an uninterrupted run byte for byte on the same machine, except ``timing``. The caller
     removes the file once it no longer needs it (``train_runs`` does, when its job is complete).
 
+    ``train.batch_order: k`` (k >= 1; absent: 0) draws the batches from another seeded order
+    (``settings.batch_seed``), from the same initial weights. ``train.reset_preconditioner: true``
+    calls the optimizer's ``reset_preconditioner()`` before every task but the first (Shampoo: its
+    factor statistics and roots start again, its grafting state, momentum and step count go on);
+    ``train.reset_optimizer: true`` instead builds a new optimizer there.
+
     ``train.validation_fraction > 0`` holds out that (stratified) part of every task's training
     split, trains on the rest and also fills ``R_val`` from the held-out part: the learning-rate
     sweep selects on it, never on the test split. ``train.on_divergence: record`` (the sweep's
     setting) turns a NaN loss into ``status: diverged`` instead of an error.
 
     Raises ``DivergenceError`` on a NaN/inf loss or weights (unless recorded), ``DataError`` when
-    the dataset fails its checksum, ``OptimizerConfigError`` on a bad optimizer entry.
+    the dataset fails its checksum, ``OptimizerConfigError`` on a bad optimizer entry, ``ValueError``
+    on a bad ``batch_order`` or a ``reset_preconditioner`` that the optimizer type cannot do
+    (``settings.check``), before anything is loaded.
     """
     train_cfg = spec["train"]  # complete: the schema fills every default
     bench_cfg = spec["benchmark_cfg"]
     seed = int(spec["seed"])
     where = f"{spec['benchmark']}/{spec['optimizer']}/seed{seed}"
     optim.check(spec["optimizer"], spec["optimizer_cfg"])  # fail before loading anything heavy
+    settings.check(spec["optimizer"], spec["optimizer_cfg"], train_cfg)
+    reset_preconditioner = settings.resets_preconditioner(train_cfg)
     device = pick_device(train_cfg["device"])
     key = resume.run_key(spec, dataset_path, device) if resume_path is not None else None
     saved = resume.load(resume_path, key) if resume_path is not None else None
@@ -73,7 +84,7 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
 
     epochs = int(bench_cfg["epochs_per_task"])
     batch_size = int(bench_cfg["batch_size"])
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator().manual_seed(settings.run_batch_seed(spec))
     hint = (f"Lower optimizers.{spec['optimizer']}.lr (now {spec['optimizer_cfg'].get('lr')}) in the config, "
             "or check the optimizer's settings.")
     log = LossLog(int(train_cfg["loss_log_every"]), where, hint)
@@ -107,6 +118,8 @@ def train_run(spec: RunSpec, dataset_path: str | Path, metrics_path: str | Path 
             if i > 0 and train_cfg["reset_optimizer"]:
                 getattr(optimizer, "close", lambda: None)()  # its hooks on the model (Shampoo's gradient_factors)
                 optimizer = make_optimizer()
+            if i > 0 and reset_preconditioner:  # statistics only; settings.check made sure it has the method
+                optimizer.reset_preconditioner()
             model.train()
             for epoch in range(epochs):
                 def after_step(loss: torch.Tensor, step: int, i: int = i, epoch: int = epoch) -> None:
@@ -242,6 +255,7 @@ def train_runs(specs: list[RunSpec], dataset_path: str | Path, metrics_paths: li
                          f"{len(checkpoint_dirs)} checkpoint directories; give one of each per run, in the same order")
     for spec in specs:
         optim.check(spec["optimizer"], spec["optimizer_cfg"])
+        settings.check(spec["optimizer"], spec["optimizer_cfg"], spec["train"])
     from . import batched  # here, not at the top: batched builds on this module
     why = batched.plan(specs)
     # Either mode's states: a job interrupted in one mode and completed in the other leaves none behind.

@@ -23,6 +23,9 @@ class TrainSettings(TypedDict, total=False):
     validation_fraction: float  # hold out this part of every task's training split (the sweep)
     on_divergence: Literal["fail", "record"]  # record: a NaN loss ends the run as status "diverged"
     batch_seeds: Literal["auto"] | bool  # seeds of a job as one stacked model (continual/batched.py)
+    # The optional settings of continual/settings.py, absent (never defaulted) from the runs without them:
+    batch_order: int            # k >= 1: another batch order from the same seed (noise_floor controls)
+    reset_preconditioner: bool  # the optimizer's reset_preconditioner() at every task boundary (Shampoo)
 
 
 class RunSpec(TypedDict):
@@ -32,7 +35,7 @@ class RunSpec(TypedDict):
     benchmark_cfg: dict[str, Any]  # the config's benchmarks.<benchmark> block
     optimizer: str              # the config's name of the entry (legend label), e.g. "adam-1e-3"
     optimizer_cfg: dict[str, Any]  # the registry entry: {"type": ..., "lr": ..., hyperparameters}
-    seed: int                   # initial weights (init_model) and batch order (seed + 1)
+    seed: int                   # initial weights (init_model) and batch order (settings.run_batch_seed: seed + 1)
     model: dict[str, Any]       # {"hidden": [widths]}
     train: TrainSettings
 

@@ -123,11 +123,10 @@ def _source_file(module: str) -> Path | None:
     return None
 
 
-def _parameters_from_source(module: str, name: str, depth: int = 0) -> list[Parameter] | None:
-    """``__init__``'s arguments of class ``name`` in ``module``'s source, following ``from X import name``.
+def _class_from_source(module: str, name: str, depth: int = 0) -> ast.ClassDef | None:
+    """The definition of class ``name`` in ``module``'s source, following ``from X import name``.
 
-    None when the source does not say (no file, an inherited ``__init__``, too many re-exports):
-    the caller then imports the class.
+    None when the source does not say (no file, too many re-exports). Nothing is imported.
     """
     path = _source_file(module)
     if path is None or depth > 4:
@@ -135,16 +134,27 @@ def _parameters_from_source(module: str, name: str, depth: int = 0) -> list[Para
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == name:
-            init = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
-            return None if init is None else _ast_parameters(init.args)
+            return node
     for node in tree.body:  # a re-export: from .sub import Name / from pkg.sub import Name as Name
         if isinstance(node, ast.ImportFrom) and any(a.name == name and a.asname in (None, name) for a in node.names):
             package = module if path.name == "__init__.py" else module.rpartition(".")[0]
             parts = package.split(".")
             base = ".".join(parts[:len(parts) - node.level + 1]) if node.level else ""
             target = ".".join(p for p in (base, node.module or "") if p)
-            return _parameters_from_source(target, name, depth + 1)
+            return _class_from_source(target, name, depth + 1)
     return None
+
+
+def _parameters_from_source(module: str, name: str, depth: int = 0) -> list[Parameter] | None:
+    """``__init__``'s arguments of class ``name`` in ``module``'s source, following ``from X import name``.
+
+    None when the source does not say (no file, an inherited ``__init__``, too many re-exports):
+    the caller then imports the class.
+    """
+    node = _class_from_source(module, name, depth)
+    init = None if node is None else next(
+        (f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+    return None if init is None else _ast_parameters(init.args)
 
 
 def _ast_parameters(args: ast.arguments) -> list[Parameter]:
@@ -232,6 +242,24 @@ def constructor_parameters(type_name: str) -> tuple[Parameter, ...]:
     module, _, name = REGISTRY[type_name].partition(":")
     found = _parameters_from_source(module, name)
     return tuple(found if found is not None else _parameters_from_import(resolve(type_name)))
+
+
+def has_method(type_name: Any, method: str) -> bool:
+    """Whether the optimizer class of ``type_name`` (a registry type or an import path) has a method
+    named ``method`` (e.g. Shampoo's ``reset_preconditioner``). False for a type that is neither.
+
+    A registry class that defines the method in its own source answers without importing anything
+    (the Snakefile's config check stays fast); otherwise the class is imported (with torch, seconds)
+    and asked, which also finds inherited methods. Raises ``OptimizerConfigError`` as ``resolve``
+    does for an import path that is not an optimizer class.
+    """
+    if not is_import_path(type_name) and type_name not in REGISTRY:
+        return False
+    if not is_import_path(type_name):
+        node = _class_from_source(*REGISTRY[type_name].split(":"))
+        if node is not None and any(isinstance(f, ast.FunctionDef) and f.name == method for f in node.body):
+            return True
+    return callable(getattr(resolve(type_name), method, None))
 
 
 def hyperparameters(type_name: str) -> list[str]:

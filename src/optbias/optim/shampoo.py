@@ -21,7 +21,8 @@ Everything else is an option with the textbook choice (or the common practical o
   starts from L_0 = epsilon * I); "relative" adds epsilon * lambda_max(factor) * I, which makes the
   damping independent of the gradient scale.
 * ``update_freq``: roots are recomputed at steps 1, 1 + k, 1 + 2k, ... and the stale roots are used
-  in between (statistics are still accumulated at every step).
+  in between (statistics are still accumulated at every step); counted from the last
+  ``reset_preconditioner()`` when there was one.
 * ``grafting``: layer-wise, the Shampoo direction is rescaled to the Frobenius norm of another
   optimizer's direction: "adagrad" (diagonal Adagrad, G / (sqrt(sum G^2) + graft_eps)), "sgd" (G),
   "adam" (bias-corrected Adam), or "none" (the raw Shampoo step). Grafting fixes the step size
@@ -52,6 +53,10 @@ Roots are computed with ``torch.linalg.eigh`` in ``root_dtype`` and cast back to
 A failed or non-finite root keeps the last good one (identity before the first) and is counted.
 A parameter update that would be non-finite is skipped and counted, so the optimizer never writes
 NaN or inf into a parameter. ``diagnostics()`` reports the counters (train.py records them).
+
+``reset_preconditioner()`` forgets the factor statistics L and R (and their roots) and keeps
+everything else (grafting state, momentum, step count): the ablation's ``shampoo-reset-stats``
+(``train.reset_preconditioner``) calls it at every task boundary.
 """
 
 from __future__ import annotations
@@ -269,6 +274,32 @@ class Shampoo(PerParameterOptimizer):
             self._capture()
 
 
+    def reset_preconditioner(self) -> None:
+        """Forget the Kronecker factor statistics of every parameter: L, R and their inverse roots.
+
+        Dropped: ``L`` and ``R`` (summed or EMA statistics, or their diagonals) and ``L_root``,
+        ``R_root``. The next step recreates them as a fresh optimizer's first step does: zero
+        statistics plus that step's G G^T and G^T G, identity roots as the fallback, and the roots
+        recomputed at once; the root schedule restarts from the reset (recomputed at the 1st,
+        (1 + update_freq)-th, ... step after it), recorded as the step count of the reset,
+        ``state["factor_start"]`` (absent: 0). So after a reset the factors and roots are exactly
+        those of a fresh optimizer that saw the gradients since the reset.
+        Kept: the step count (Adam grafting's bias corrections go on), the grafting state
+        (``adagrad_sum``, ``graft_m``, ``graft_v``), the momentum buffer, the diagonal Adagrad sums of
+        the parameters that are not 2-D (their own optimizer, not a Kronecker factor) and the counters.
+        Everything lives in ``state_dict``, so a resumed run continues exactly. Cost: none (nothing
+        is computed). ``reset_optimizer`` (train.py) instead rebuilds the whole optimizer.
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state:  # never stepped: nothing to forget
+                    continue
+                dropped = [state.pop(key) for key in ("L", "R", "L_root", "R_root") if key in state]
+                if dropped:
+                    step = state["step"]  # an int here; StackedShampoo's is a (S,) tensor
+                    state["factor_start"] = step.clone() if torch.is_tensor(step) else step
+
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         grad, state = p.grad, self.state[p]
         if not all_finite(grad):  # a blown-up loss must not poison the statistics for good
@@ -329,7 +360,7 @@ class Shampoo(PerParameterOptimizer):
         and the direction is (L^-pL D^T)(X R^-pR), the same quantities at O(B (m^2 + n^2 + mn)).
         """
         roots: dict[str, torch.Tensor | None] = {"L": None, "R": None}
-        refresh = (state["step"] - 1) % group["update_freq"] == 0
+        refresh = (state["step"] - state.get("factor_start", 0) - 1) % group["update_freq"] == 0  # since a reset
         for side, power in zip("LR", EXPONENTS[group["exponent"]]):
             if power is None:
                 continue

@@ -18,6 +18,9 @@ tiny config in float64 within 1e-6. In float32 no numeric tolerance is claimed: 
 Shampoo run reproduces only to its roots' rounding noise, which is as large between the one-by-one
 runs' own float32 and float64 roots (tests/test_batched.py records the numbers).
 
+``reset_preconditioner()`` is Shampoo's: every run's factors and roots are dropped at once, and
+each run's root schedule restarts from its own step count at the reset.
+
 Per run, as ``Shampoo`` does per parameter: a run whose gradient is not finite skips the step
 (its statistics, step count and state stay as they were), a run whose update would not be finite
 keeps its weights, and a run whose root fails keeps its last good root. A batched ``eigh`` that
@@ -189,7 +192,7 @@ class StackedShampoo(Shampoo):
         """Accumulate every run's L and R (where ``ok``), refresh their roots on schedule, return
         L^-pL G R^-pR per run. ``grad``: (S, m, n); the result has its shape."""
         roots: dict[str, torch.Tensor | None] = {"L": None, "R": None}
-        refresh = ok & ((state["step"] - 1) % group["update_freq"] == 0)  # (S,)
+        refresh = ok & ((state["step"] - self._factor_start(state) - 1) % group["update_freq"] == 0)  # (S,)
         for side, power in zip("LR", EXPONENTS[group["exponent"]]):
             if power is None:
                 continue
@@ -214,6 +217,14 @@ class StackedShampoo(Shampoo):
         if roots["R"] is not None:
             out = out @ roots["R"] if roots["R"].ndim == 3 else out * roots["R"][:, None, :]
         return out
+
+    @staticmethod
+    def _factor_start(state: dict[str, Any]) -> torch.Tensor | int:
+        """Every run's step count at the last ``reset_preconditioner`` ((S,), like ``state["step"]``), or
+        0. ``load_state_dict`` casts every state tensor but "step" to the parameter's dtype (torch's
+        rule), so it is cast back here: step counts are integers, exact in float32 below 2^24."""
+        start = state.get("factor_start", 0)
+        return start.to(dtype=state["step"].dtype, device=state["step"].device) if torch.is_tensor(start) else start
 
     def _refresh_roots(self, state: dict[str, Any], side: str, power: float, group: dict[str, Any],
                        runs: torch.Tensor) -> None:
