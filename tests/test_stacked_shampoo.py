@@ -71,10 +71,10 @@ def run_one_by_one(options: dict, grads: list[list[torch.Tensor]]) -> tuple[list
 
 
 def assert_runs_match(stacked: list[torch.Tensor], opt: StackedShampoo, reference: list[list[torch.Tensor]],
-                      counters: list[dict], rtol: float = 0.0) -> None:
+                      counters: list[dict], rtol: float = 0.0, atol: float = 1e-10) -> None:
     for s in range(RUNS):
         for p, q in zip(stacked, reference[s]):
-            assert torch.allclose(p[s], q, rtol=rtol, atol=1e-10), (s, (p[s] - q).abs().max())
+            assert torch.allclose(p[s], q, rtol=rtol, atol=atol), (s, (p[s] - q).abs().max())
         own = {k: v for k, v in opt.run_diagnostics(s).items() if not k.endswith("_s")}
         assert own == counters[s], s  # the same keys (gradient-factor counters included) and values
 
@@ -84,7 +84,11 @@ def test_every_run_takes_its_own_shampoo_step_in_float64(options):
     grads = gradients(25)
     stacked, opt = run_stacked(options, grads)
     reference, counters = run_one_by_one(options, grads)
-    assert_runs_match(stacked, opt, reference, counters)
+    # float32 roots: a batched float32 eigh and a single one may take different LAPACK kernels (on an
+    # Intel Xeon here they differ by 1.9e-8 after 25 steps; on an AMD EPYC they agreed to 1e-10), so
+    # the runs agree to float32 rounding (eps 1.2e-7), not to float64's. Every float64 option: 1e-10.
+    atol = 1e-6 if options.get("root_dtype") == "float32" else 1e-10
+    assert_runs_match(stacked, opt, reference, counters, atol=atol)
     assert opt.run_diagnostics(0)["root_computations"] == counters[0]["root_computations"] > 0
     totals = opt.diagnostics()
     assert totals["root_computations"] == sum(c["root_computations"] for c in counters)
