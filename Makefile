@@ -39,8 +39,11 @@ fashion: $(VENV)/.installed
 extended: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/extended.yaml
 
+# First the Debian packages the tests need (tests/setup/debian-packages.sh: apt-get as root, else
+# sudo, else it stops and prints the command), so that no test skips: Fashion-MNIST is required.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	bash tests/setup/debian-packages.sh
+	OPTBIAS_REQUIRE_FASHION=1 $(BIN)/python -m pytest
 
 # DVC (README "Versioned data and checkpoints"): fetch data and checkpoints without retraining,
 # or run the pipeline as DVC stages (each a snakemake call) and record the hashes in dvc.lock.

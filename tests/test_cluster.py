@@ -2,18 +2,21 @@
 Debian's slurmctld, slurmd and munge, as root), driven through workflow/profiles/slurm and
 snakemake-executor-plugin-slurm. Jobs must really go through sbatch, the outputs must equal a local
 run's, a cancelled training job (preemption) must resume from its last finished task, and the
-README's commands for it are the ones run here. .ci/run installs the packages; where they or the
+README's commands for it are the ones run here. make test installs the packages; where they or the
 daemons are missing the tests fail with the reason, never skip."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import getpass
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +40,11 @@ def readme_commands() -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """The README's start command, with a temporary state directory; stopped afterwards by PID."""
+@contextlib.contextmanager
+def running_cluster():
+    """The README's start command, with a temporary state directory; yields (state, daemon PIDs) and
+    stops the cluster afterwards, by the README's stop command. A SIGTERM (CI or a person stopping
+    the run) stops the cluster too before the process ends: pytest's own teardown never runs then."""
     start, *_, stop = readme_commands()
     state = Path(tempfile.mkdtemp(prefix="optbias-slurm-", dir="/tmp"))  # munged: every parent searchable
     proc = subprocess.run(start.replace(README_STATE, str(state)), shell=True, cwd=REPO, capture_output=True,
@@ -47,12 +52,58 @@ def cluster():
     if proc.returncode != 0:  # the script has stopped what it started
         pytest.fail(f"the SLURM cluster did not start ({start}):\n{proc.stdout}\n{proc.stderr}")
     pids = dict(line.split("=") for line in proc.stdout.split())
-    assert set(pids) == {"munged", "slurmctld", "slurmd"}
-    yield state
-    subprocess.run(stop.replace(README_STATE, str(state)), shell=True, cwd=REPO, timeout=120)
+    stop_command = stop.replace(README_STATE, str(state))
+
+    def on_sigterm(signum, frame):
+        subprocess.run(stop_command, shell=True, cwd=REPO, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # then end as SIGTERM would have
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield state, pids
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        subprocess.run(stop_command, shell=True, cwd=REPO, timeout=120)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values()), "a daemon survived the stop command"
     assert not Path("/etc/slurm/slurm.conf").exists()
     shutil.rmtree(state)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A throwaway cluster for the module (``running_cluster``): its state directory."""
+    with running_cluster() as (state, pids):
+        assert set(pids) == {"munged", "slurmctld", "slurmd"}
+        yield state
+
+
+def test_a_run_stopped_by_sigterm_stops_its_cluster(tmp_path):
+    """CI that stops a test run mid-cluster (SIGTERM) must not leave the daemons running, nor
+    /etc/slurm/slurm.conf: the next run would refuse to start a cluster (it once did)."""
+    script = tmp_path / "hold.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "from test_cluster import running_cluster\n"
+        "with running_cluster() as (state, pids):\n"
+        "    print(' '.join(pids.values()), flush=True)\n"
+        "    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        pids = holder.stdout.readline().split()
+        assert len(pids) == 3 and all(Path(f"/proc/{pid}").exists() for pid in pids), pids
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(timeout=120) == -signal.SIGTERM  # it ended as SIGTERM ends a process
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "a daemon survived the SIGTERM"
+    assert not Path("/etc/slurm/slurm.conf").exists() and not Path("/etc/slurm/slurm.conf").is_symlink()
 
 
 @pytest.mark.parametrize("relative", [False, True], ids=["absolute link", "relative link"])
@@ -60,7 +111,6 @@ def test_a_link_left_by_an_interrupted_cluster_is_cleared_before_a_new_one_start
     """A run killed before `stop` leaves /etc/slurm/slurm.conf linking to its state directory (CI
     once failed on such a link). `start` clears it when that cluster's slurmctld is gone, and kills
     only processes its PID files name by the daemon's name: a reused PID survives."""
-    import signal
 
     link = Path("/etc/slurm/slurm.conf")
     assert not link.exists() and not link.is_symlink(), f"{link} exists: stop the cluster it belongs to first"

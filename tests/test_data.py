@@ -175,9 +175,9 @@ def test_fashion_mnist_missing_names_the_debian_package(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not Path(data.FASHION_MNIST_DIR).is_dir() and not os.environ.get("OPTBIAS_REQUIRE_FASHION"),
                     reason="dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist); "
-                           ".ci/run installs it and sets OPTBIAS_REQUIRE_FASHION, so in CI this runs")
+                           "make test installs it and sets OPTBIAS_REQUIRE_FASHION, so there this runs")
 def test_fashion_mnist_of_the_debian_package_is_full_size():
-    """.ci/run installs dataset-fashion-mnist: the default location holds the whole dataset."""
+    """make test installs dataset-fashion-mnist: the default location holds the whole dataset."""
     loaded, digest = data.load_idx_dir(data.FASHION_MNIST_DIR)
     assert len(loaded["y_train"]) == 60_000 and len(loaded["y_test"]) == 10_000
     assert loaded["x_train"].shape == (60_000, 784) and loaded["y_train"].bincount().tolist() == [6000] * 10

@@ -336,8 +336,8 @@ def browser_check(page: str, workdir) -> dict:
     import shutil
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:  # .ci/run installs it; a check that skips where it matters checks nothing
-        pytest.fail("headless Chromium is not installed: apt-get install -y chromium (as .ci/run does)")
+    if browser is None:  # make test installs it; a check that skips where it matters checks nothing
+        pytest.fail("headless Chromium is not installed: apt-get install -y chromium (as make test does)")
     path = workdir / "check.html"
     path.write_text(page.replace("</body>", BROWSER_PROBE + "</body>"))
     # A profile of its own: two processes may run Chromium at once, and a second

@@ -36,7 +36,7 @@ def test_default_target_ends_with_the_audit_and_the_rendered_paper(full_run, tmp
         assert "ERROR/" not in report.stdout + report.stderr  # a docutils error renders into the report
     dry = snakemake(workdir, "-n", check=True)
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    check = browser_check(page, tmp_path)  # fails where Chromium is not installed (.ci/run installs it)
+    check = browser_check(page, tmp_path)  # fails where Chromium is not installed (make test installs it)
     assert check["images"] == check["shown"] >= 6 and check["placeholders"] is False and check["broken"] == []
     # the page links to the executed notebook, which sits next to it
     assert 'href="explore.html"' in page and (workdir / "paper/build/explore.html").is_file()
