@@ -29,13 +29,13 @@ paper: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/paper.yaml
 
 # Full-size Fashion-MNIST, offline (apt-get install dataset-fashion-mnist). Same output paths as the
-# default: run it in its own clone to keep both (README "Full-size data offline"). Without the package,
+# default: run it in its own clone to keep both (docs/configs.md). Without the package,
 # the fetch job stops with the apt-get command to run.
 fashion: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/fashion.yaml
 
-# Beyond the paper: Muon, SOAP and PSGD-Kron join the comparison (config/extended.yaml, README
-# "Optimizers"). Same output paths as the default: run it in its own clone.
+# Beyond the paper: Muon, SOAP and PSGD-Kron join the comparison (config/extended.yaml,
+# docs/configs.md). Same output paths as the default: run it in its own clone.
 extended: $(VENV)/.installed
 	$(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES) --configfile config/extended.yaml
 
@@ -45,13 +45,13 @@ test: $(VENV)/.installed
 	bash tests/setup/debian-packages.sh
 	OPTBIAS_REQUIRE_FASHION=1 $(BIN)/python -m pytest
 
-# DVC (README "Versioned data and checkpoints"): fetch data and checkpoints without retraining,
+# DVC (docs/dvc.md): fetch data and checkpoints without retraining,
 # or run the pipeline as DVC stages (each a snakemake call) and record the hashes in dvc.lock.
 pull: $(VENV)/.installed
 	$(BIN)/optbias pull
 
 # After `make reproduce`: your headline metrics and claim verdicts against the committed ones
-# (README "Across machines"); exit status 1 when a verdict differs. REV=<commit> for another reference.
+# (docs/reproducibility.md); exit status 1 when a verdict differs. REV=<commit> for another reference.
 REV ?= HEAD
 compare: $(VENV)/.installed
 	$(BIN)/optbias compare --rev $(REV)

@@ -2,7 +2,7 @@
 Debian's slurmctld, slurmd and munge, as root), driven through workflow/profiles/slurm and
 snakemake-executor-plugin-slurm. Jobs must really go through sbatch, the outputs must equal a local
 run's, a cancelled training job (preemption) must resume from its last finished task, and the
-README's commands for it are the ones run here. make test installs the packages; where they or the
+commands docs/cluster.md gives for it are the ones run here. make test installs the packages; where they or the
 daemons are missing the tests fail with the reason, never skip."""
 
 from __future__ import annotations
@@ -28,13 +28,15 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, scheduled, snakemake, write_c
 pytestmark = pytest.mark.slow
 
 SCRIPT = REPO / "workflow/cluster/slurm.sh"
-README_STATE = "/tmp/optbias-slurm"  # the state directory the README's commands use
+CLUSTER_DOC = REPO / "docs/cluster.md"  # the README's page for SLURM
+README_STATE = "/tmp/optbias-slurm"  # the state directory the documented commands use
 
 
 def readme_commands() -> list[str]:
-    """The shell lines of the README's block for the throwaway cluster (section "Beyond one machine")."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Beyond one machine: SLURM", 1)[1].split("\n## ", 1)[0]
+    """The shell lines of the documented block for the throwaway cluster (docs/cluster.md, section
+    "Try it without a cluster")."""
+    text = CLUSTER_DOC.read_text()
+    section = text.split("## Try it without a cluster", 1)[1].split("\n## ", 1)[0]
     block = section.split("<!-- throwaway cluster: run by tests/test_cluster.py -->", 1)[1]
     block = block.split("```bash\n", 1)[1].split("```", 1)[0]
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
@@ -42,8 +44,8 @@ def readme_commands() -> list[str]:
 
 @contextlib.contextmanager
 def running_cluster():
-    """The README's start command, with a temporary state directory; yields (state, daemon PIDs) and
-    stops the cluster afterwards, by the README's stop command. A SIGTERM (CI or a person stopping
+    """The documented start command, with a temporary state directory; yields (state, daemon PIDs) and
+    stops the cluster afterwards, by the documented stop command. A SIGTERM (CI or a person stopping
     the run) stops the cluster too before the process ends: pytest's own teardown never runs then."""
     start, *_, stop = readme_commands()
     state = Path(tempfile.mkdtemp(prefix="optbias-slurm-", dir="/tmp"))  # munged: every parent searchable
@@ -177,7 +179,7 @@ def test_start_refuses_the_config_of_a_cluster_that_is_running(cluster, tmp_path
 
 
 def slurm_command() -> list[str]:
-    """The README's snakemake line for the throwaway cluster, as arguments."""
+    """The documented snakemake line for the throwaway cluster, as arguments."""
     line = next(c for c in readme_commands() if c.startswith("snakemake "))
     return line.split()[1:]
 
@@ -215,7 +217,7 @@ def local_run(tmp_path_factory) -> Path:
     return local
 
 
-# The README's command: one job per seed (the profile's seed_jobs=separate), so fetch, 2 x 2 training
+# The documented command: one job per seed (the profile's seed_jobs=separate), so fetch, 2 x 2 training
 # jobs and summarize; and with Snakemake's grouping (commented in the profile), the four training
 # jobs bundled two to a SLURM job.
 @pytest.mark.parametrize("extra, n_jobs", [((), 6), (("--groups", "train=seeds", "--group-components", "seeds=2"), 4)],
@@ -277,7 +279,7 @@ def test_a_cancelled_training_job_resumes_from_its_last_task(cluster, tmp_path):
 
 @pytest.mark.parametrize("name", ["paper", "fashion"])
 def test_the_larger_configs_dry_run_on_the_cluster_profile(cluster, tmp_path, name):
-    """`snakemake --profile workflow/profiles/slurm --configfile config/<name>.yaml -n` (the README's
+    """`snakemake --profile workflow/profiles/slurm --configfile config/<name>.yaml -n` (docs/cluster.md's
     command for full MNIST, and the same for full Fashion-MNIST): the profile and the config's DAG
     parse and schedule one training job per (benchmark, optimizer, seed), without data or jobs."""
     (tmp_path / "config").mkdir()

@@ -95,7 +95,7 @@ def test_registry_types_are_checked_without_importing_torch_and_import_paths_imp
     """Parsing the Snakefile stays fast for registry types; an import path pays for its import."""
     code = ("import importlib.util, sys\nfrom optbias.optim import registry\n"
             "for t in registry.known():\n"
-            "    if t in registry.NEEDS and importlib.util.find_spec(registry.NEEDS[t][0]) is None:\n"
+            "    if registry.TYPES[t].needs and importlib.util.find_spec(registry.TYPES[t].needs) is None:\n"
             "        continue  # an environment not installed from the lock\n"
             "    extra = {'alpha': 2.0} if t.startswith('powerprop') else {}\n"
             "    registry.check(t, {'type': t, 'lr': 0.1, **extra})\n"
@@ -264,14 +264,17 @@ def test_a_bad_import_path_entry_stops_snakemake_before_any_job_naming_it(tmp_pa
     assert scheduled(proc.stdout) == {} and not (tmp_path / "data").exists()
 
 
-# ---- the README's worked example (section "Adding an optimizer")
+# ---- the worked example of docs/extending.md (section "Worked example: NAdam"; the README links to it)
+
+EXTENDING = REPO / "docs/extending.md"
+OPTIMIZERS = REPO / "docs/optimizers.md"
 
 
-def readme_example() -> tuple[dict, dict[str, int], str]:
+def docs_example() -> tuple[dict, dict[str, int], str]:
     """The worked example's three blocks: the config lines (parsed), the `snakemake -n` job table
     (rule -> count, the total checked) and the claim (YAML text of one list item)."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("#### Worked example: NAdam", 1)[1].split("\nThe curated types", 1)[0]
+    text = EXTENDING.read_text()
+    section = text.split("## Worked example: NAdam", 1)[1].split("\n## ", 1)[0]
     blocks = [textwrap.dedent(b) for b in re.findall(r"^ *```(?:yaml)?\n(.*?)^ *```", section, flags=re.S | re.M)]
     assert len(blocks) == 3, blocks
     lines, table, claim = blocks
@@ -291,11 +294,11 @@ def dag_jobs(workdir) -> tuple[dict[int, str], dict[int, set[int]]]:
     return labels, readers
 
 
-def test_readme_worked_example_lists_exactly_the_new_jobs(tmp_path):
-    """Step 2: the README's job table is what adding step 1's lines to the default config schedules on
+def test_docs_worked_example_lists_exactly_the_new_jobs(tmp_path):
+    """Step 2: the job table of docs/extending.md is what adding step 1's lines to the default config schedules on
     a finished run: every job of `nadam` (a wildcard optimizer: nadam) and every job downstream of
     one, counted per rule from the DAG of the default config."""
-    lines, jobs, _ = readme_example()
+    lines, jobs, _ = docs_example()
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     assert set(lines) == {"optimizers", "sweep"} and set(lines["sweep"]) == {"lrs"}
     config["optimizers"].update(lines["optimizers"])
@@ -320,8 +323,8 @@ def test_readme_worked_example_lists_exactly_the_new_jobs(tmp_path):
 @pytest.mark.slow
 def test_a_tiny_run_with_an_added_optimizer_puts_it_in_every_summary_and_figure(tmp_path):
     """The whole default DAG at a tiny size with `nadam` added by config (about 40 s on 2 cores), and
-    the README's example claim about it (step 3) audited and cited in a report."""
-    _, _, claim = readme_example()
+    the example claim of docs/extending.md about it (step 3) audited and cited in a report."""
+    _, _, claim = docs_example()
     (tmp_path / "claims.yaml").write_text("claims:\n" + claim)
     (tmp_path / "source.md").write_text("# NAdam\n\nNAdam forgets less than AdamW [claim:N1].\n")
     (tmp_path / "variables.yaml").write_text("{}\n")
@@ -355,7 +358,8 @@ def test_a_tiny_run_with_an_added_optimizer_puts_it_in_every_summary_and_figure(
     assert scheduled(snakemake(workdir, "-n", check=True).stdout) == {}
 
 
-def test_readme_names_every_registry_type():
-    readme = (REPO / "README.md").read_text()
-    missing = [t for t in registry.known() if f"`{t}`" not in readme]
-    assert not missing, f"README.md does not name the registry types {missing}"
+def test_the_docs_name_every_registry_type():
+    """docs/optimizers.md (linked from the README) names every registry type, in backticks."""
+    page = OPTIMIZERS.read_text()
+    missing = [t for t in registry.known() if f"`{t}`" not in page]
+    assert not missing, f"docs/optimizers.md does not name the registry types {missing}"

@@ -21,7 +21,9 @@ LAYERS = {
     "continual": 3,
     "probes": 4, "powerprop": 4,
     "paper": 5, "versioning": 5, "bench": 5,
-    "config": 6, "cli": 6, "__main__": 7,
+    "config": 6, "cli": 6,
+    "specs": 7,  # run specs: expands entries with config
+    "__main__": 8,
 }
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 
 import pytest
@@ -7,9 +8,9 @@ from optbias import optim
 from optbias.optim import registry
 
 REQUIRED_EXTRAS = {"powerprop_sgd": {"alpha": 2.0}, "powerprop_adam": {"alpha": 2.0}}  # no default
-# Types whose extra package (registry.NEEDS) this environment lacks: an environment not installed
+# Types whose extra package (their row's ``needs``) this environment lacks: an environment not installed
 # from requirements.lock (tests/test_lock.py fails there too, saying how to reinstall).
-UNAVAILABLE = {t for t, (module, _) in registry.NEEDS.items() if importlib.util.find_spec(module) is None}
+UNAVAILABLE = {t for t, row in registry.TYPES.items() if row.needs and importlib.util.find_spec(row.needs) is None}
 
 
 def test_registry_builds_each_known_type():
@@ -39,8 +40,10 @@ def test_unknown_type_lists_known_ones():
 
 
 def test_a_type_whose_extra_package_is_missing_says_which_before_anything_runs(monkeypatch):
-    """psgd_kron needs opt_einsum (registry.NEEDS); without it the check stops, naming the entry and the fix."""
-    monkeypatch.setitem(registry.NEEDS, "psgd_kron", ("no_such_module_xyz", "why"))
+    """psgd_kron needs opt_einsum (its row's ``needs``); without it the check stops, naming the entry and the fix."""
+    assert registry.TYPES["psgd_kron"].needs == "opt_einsum"
+    monkeypatch.setitem(registry.TYPES, "psgd_kron",
+                        dataclasses.replace(registry.TYPES["psgd_kron"], needs="no_such_module_xyz", needs_why="why"))
     with pytest.raises(optim.OptimizerConfigError,
                        match=r"optimizers.kron: psgd_kron needs the package no_such_module_xyz, which is not installed: "
                              r"why. Install it: pip install -r requirements.lock"):
@@ -70,7 +73,7 @@ def test_signatures_read_from_source_equal_the_imported_ones():
     from optbias.optim import registry
 
     for name in registry.known():
-        from_source = registry._parameters_from_source(*registry.REGISTRY[name].split(":"))
+        from_source = registry._parameters_from_source(*registry.TYPES[name].cls.split(":"))
         assert from_source is not None, name  # every built-in type is read from source, no import
         assert tuple(from_source) == tuple(registry._parameters_from_import(registry.resolve(name))), name
 
@@ -79,14 +82,30 @@ def test_a_reexport_is_followed_and_an_inherited_constructor_is_imported(monkeyp
     from optbias.optim import registry
 
     # torch.optim re-exports SGD from torch.optim.sgd: followed in the source, nothing imported.
-    monkeypatch.setitem(registry.REGISTRY, "sgd_reexported", "torch.optim:SGD")
+    monkeypatch.setitem(registry.TYPES, "sgd_reexported", registry.OptimizerType("torch.optim:SGD"))
     assert registry._parameters_from_source("torch.optim", "SGD") is not None
     assert registry.hyperparameters("sgd_reexported") == registry.hyperparameters("sgd")
     # A class that inherits its __init__ says nothing in its source: the class is imported instead.
     (tmp_path / "my_optimizers.py").write_text("import torch\n\n\nclass Child(torch.optim.SGD):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(registry.REGISTRY, "child", "my_optimizers:Child")
+    monkeypatch.setitem(registry.TYPES, "child", registry.OptimizerType("my_optimizers:Child"))
     assert registry._parameters_from_source("my_optimizers", "Child") is None
     assert registry.hyperparameters("child") == registry.hyperparameters("sgd")
     with pytest.raises(registry.OptimizerConfigError, match="child does not take betas"):
         registry.check("c", {"type": "child", "lr": 0.1, "betas": (0.9, 0.99)})
+
+
+def test_each_type_is_one_row_and_the_derived_answers_follow_it():
+    """A type's class, step cost, batching and extra package live in its one row of ``TYPES``."""
+    for name, row in registry.TYPES.items():
+        assert isinstance(row, optim.OptimizerType), name
+        for path in filter(None, (row.cls, row.stacked)):
+            module, _, cls = path.partition(":")
+            assert registry._class_from_source(module, cls) is not None, (name, path)  # found without importing
+        assert row.step_cost > 0 and not (row.elementwise and row.stacked), name
+    assert optim.BATCHABLE == {name for name, row in registry.TYPES.items() if row.batchable}
+    assert {name for name, row in registry.TYPES.items() if row.stacked} == {"shampoo"}
+    assert optim.relative_step_cost("adam") == 1.0 and optim.relative_step_cost("torch.optim.NAdam") == 1.0
+    assert optim.relative_step_cost("shampoo") == registry.TYPES["shampoo"].step_cost > 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        registry.TYPES["sgd"].step_cost = 2.0  # a row is changed by replacing it, in one place

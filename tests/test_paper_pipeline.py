@@ -21,7 +21,7 @@ def test_default_target_ends_with_the_audit_and_the_rendered_paper(full_run, tmp
     audit = json.loads((workdir / "data/audit.json").read_text())
     assert len(audit["claims"]) >= 14 and sum(audit["counts"].values()) == len(audit["claims"])
     ids = [row["id"] for row in audit["claims"]]
-    assert {"E1", "E2", "E3a", "E3b", "E4", "ES1", "EB3"} <= set(ids) and len(ids) == len(set(ids))
+    assert {"E1", "E5", "E3a", "E3b", "E4", "ES1", "EB3"} <= set(ids) and "E2" not in ids and len(ids) == len(set(ids))
     assert all(row["verdict"] in ("SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE") for row in audit["claims"])
     # one- and two-point grids: every selection is at the edge of its grid
     assert next(r for r in audit["claims"] if r["id"] == "S2")["verdict"] == "NOT SUPPORTED"
@@ -67,8 +67,8 @@ def test_the_pipeline_executes_the_explore_notebook(full_run, tmp_path):
 
 def test_the_default_paper_block_audits_and_renders_the_default_claims_alone(full_run, tmp_path_factory):
     """config/config.yaml's paper block on a copy of the shared run: only the audit and the paper rerun,
-    the audit has exactly paper/claims.yaml's claims (Adagrad's E1 and E2 among them, none of the
-    extended run's), and the page has no extended section."""
+    the audit has exactly paper/claims.yaml's active claims (Adagrad's E1 and E5 among them, none of the
+    extended run's; E2 and the other superseded claims listed apart), and the page has no extended section."""
     workdir = copy_run(full_run[0], tmp_path_factory.getbasetemp() / "default_paper")
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     config["paper"] = yaml.safe_load((REPO / "config/config.yaml").read_text())["paper"]
@@ -77,8 +77,10 @@ def test_the_default_paper_block_audits_and_renders_the_default_claims_alone(ful
     assert scheduled(proc.stdout + proc.stderr) == {"audit": 1, "explore": 1, "paper": 1, "all": 1}
     audit = json.loads((workdir / "data/audit.json").read_text())
     claims = yaml.safe_load((REPO / "paper/claims.yaml").read_text())["claims"]
-    assert [row["id"] for row in audit["claims"]] == [c["id"] for c in claims]
-    assert {"E1", "E2"} <= {c["id"] for c in claims} and not any(c["id"].startswith(("E3", "E4", "ES", "EB")) for c in claims)
+    active = [c["id"] for c in claims if "superseded_by" not in c]
+    assert [row["id"] for row in audit["claims"]] == active  # superseded claims are listed, not audited
+    assert [row["id"] for row in audit["superseded"]] == [c["id"] for c in claims if "superseded_by" in c]
+    assert {"E1", "E2", "E5"} <= {c["id"] for c in claims} and not any(c["id"].startswith(("E3", "E4", "ES", "EB")) for c in claims)
     page = (workdir / "paper/build/paper.html").read_text()
     assert "{{" not in page and "Beyond the paper: modern preconditioners" in page and "The extended run" not in page
     # Another dataset's committed verdicts (paper.datasets), tabled by paper/datasets.md: only the page reruns.

@@ -229,7 +229,7 @@ def test_the_registry_builds_the_stacked_class_for_stacked_runs_only():
     assert type(optim.build(entry, params, stacked=True)) is StackedShampoo
     assert type(optim.build(entry, [p[0].clone() for p in params])) is Shampoo
     assert type(optim.build({"type": "adamw", "lr": 1e-3}, params, stacked=True)) is torch.optim.AdamW
-    assert optim.BATCHABLE == optim.ELEMENTWISE | {"shampoo"}
+    assert optim.BATCHABLE == {"sgd", "adam", "adamw", "adagrad", "shampoo"}  # the element-wise types and Shampoo
     with pytest.raises(ValueError, match="'soap' cannot step stacked runs"):
         optim.build({"type": "soap", "lr": 1e-3}, params, stacked=True)
     with pytest.raises(ValueError, match="same leading run dimension"):

@@ -10,7 +10,9 @@ The pipeline's rules do not go through here: each calls its library function fro
 * ``optbias runs``: every Snakemake invocation in a working directory (a run resumed over several,
   such as ``make fashion``), their summed wall time and the job time per stage;
 * ``optbias retrain``: train finished runs again with the code here and say whether every field of
-  their metrics.json is reproduced (exit 1 when one is not).
+  their metrics.json is reproduced (exit 1 when one is not);
+* ``optbias readme``: rewrite README.md's results block from paper/verdicts.json and
+  docs/performance.json (``--check``: exit 1 when it is stale, change nothing).
 
 A known error (``optbias.job.KNOWN_ERRORS``) ends the command with a one-line message.
 """
@@ -81,6 +83,19 @@ def _compare(args: argparse.Namespace) -> int:
     return compare(".", rev=args.rev)
 
 
+def _readme(args: argparse.Namespace) -> int:
+    from .versioning import readme
+
+    if args.check:
+        if readme.check(args.root):
+            return 0
+        print(f"optbias readme: {readme.README}'s results block is stale: run `optbias readme` and commit it",
+              file=sys.stderr)
+        return 1
+    print(f"{readme.README}: results block " + ("rewritten" if readme.write(args.root) else "already up to date"))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="optbias", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -123,6 +138,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="the dataset file they trained on (default: the one data/raw/*.pt of their working directory)")
     t.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
     t.set_defaults(func=_retrain)
+
+    m = sub.add_parser("readme", help="rewrite README.md's results block from paper/verdicts.json and docs/performance.json")
+    m.add_argument("--check", action="store_true", help="change nothing; exit 1 when the block is stale")
+    m.add_argument("--root", default=".", help="the repository (default: the working directory)")
+    m.set_defaults(func=_readme)
     return p
 
 

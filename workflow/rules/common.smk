@@ -1,5 +1,7 @@
 # Helpers of every rules file: config validation, the constants of the DAG, run specs, output
-# lists. The rules files hold rules only (snakemake --lint wants rules and functions apart).
+# lists. The rules files hold rules only (snakemake --lint wants rules and functions apart). The
+# run specs themselves are built by the library (optbias.specs, tested there); the functions here
+# only hand it `config` and the wildcards.
 #
 # Parsing the Snakefile imports no torch: the config checks and the registries read names and
 # constructor signatures from source (optbias.config, optbias.optim.registry), so `snakemake -n`
@@ -20,8 +22,7 @@ from snakemake.utils import min_version
 
 from optbias import config as _config
 from optbias import data as _data
-from optbias import optim as _optim
-from optbias.continual import benchmarks as _benchmarks
+from optbias import specs as _specs
 from optbias.paper import claims as _claims
 from optbias.paper import explore as _explore
 from optbias.paper import render as _render
@@ -109,7 +110,7 @@ wildcard_constraints:
 # ---- code as an input (showyourwork): the fast rules (summaries, figures, audit, paper) take the
 # library files they run as inputs, so editing a figure function redraws that figure and what
 # cites it. Training, probes and Powerprop runs do not: they rerun when their spec (params)
-# changes, never because a file was touched (README "What reruns").
+# changes, never because a file was touched (docs/pipeline.md).
 # Relative to the working directory (the repository itself in `make reproduce`), so that a moved
 # checkout keeps its provenance; Snakemake compares these files by checksum, not time stamp.
 SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "optbias"))
@@ -121,7 +122,8 @@ def code(*modules):
     return [os.path.join(SRC, m) for m in (*modules, "fileio.py")]
 
 
-# ---- run specs (optbias.continual.types.RunSpec): everything that determines a run
+# ---- run specs (optbias.specs; their shape: optbias.continual.types.RunSpec): everything that
+# determines a run. The training rules' params; a change there (and only there) reruns the run.
 
 
 def seed_outputs(pattern, seeds):
@@ -139,7 +141,7 @@ def per_seed(stem, suffix):
 
 def job_seeds(wildcards, seeds):
     """The seeds one training job runs, in order: all of ``seeds``, or the one in its wildcards."""
-    return [int(s) for s in seeds] if SEED_JOBS == "together" else [int(wildcards.seed)]
+    return _specs.job_seeds(config, seeds, wildcards.get("seed"))
 
 
 def seeds_message(seeds, kind="seeds"):
@@ -148,57 +150,24 @@ def seeds_message(seeds, kind="seeds"):
 
 
 def run_spec(benchmark, optimizer, seed):
-    """Everything that determines one run; a change here (and only here) reruns it."""
-    return {
-        "benchmark": benchmark,
-        "benchmark_cfg": config["benchmarks"][benchmark],
-        "optimizer": optimizer,
-        "optimizer_cfg": ENTRIES[optimizer],
-        "seed": int(seed),
-        "model": config["model"],
-        "train": _config.train_overrides(config, optimizer),
-    }
+    return _specs.run_spec(config, benchmark, optimizer, seed)
 
 
 def sweep_spec(benchmark, optimizer, lr, seed):
-    """A sweep run: one learning rate, a validation seed, a held-out split, divergence recorded."""
-    spec = run_spec(benchmark, optimizer, seed)
-    spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(lr)}
-    spec["train"] = {**spec["train"], "validation_fraction": SWEEP["validation_fraction"], "on_divergence": "record"}
-    return spec
+    return _specs.sweep_spec(config, benchmark, optimizer, lr, seed)
 
 
 def budget_spec(benchmark, optimizer, epochs, seed, validation):
-    """A run at another budget (epochs per task). With ``validation``, a run that the budget choice
-    scores (held-out split, validation seed); without, a run of the forgetting-against-budget
-    experiment. Divergence is recorded."""
-    spec = run_spec(benchmark, optimizer, seed)
-    spec["benchmark_cfg"] = {**spec["benchmark_cfg"], "epochs_per_task": int(epochs)}
-    extra = {"validation_fraction": BUDGET["validation_fraction"]} if validation else {}
-    spec["train"] = {**spec["train"], **extra, "on_divergence": "record"}
-    return spec
+    return _specs.budget_spec(config, benchmark, optimizer, epochs, seed, validation)
 
 
 def expected_cost(benchmark, optimizer, n_runs, epochs=None):
-    """A job's priority: its expected run time in arbitrary units (passes over the data x step cost).
-
-    Snakemake starts the highest priority first; longest-first keeps both cores busy to the end
-    instead of leaving one long job running alone after everything else has finished.
-    """
-    cfg = config["benchmarks"][benchmark]
-    cfg = {**cfg, "epochs_per_task": int(epochs)} if epochs is not None else cfg
-    passes = _benchmarks.get(benchmark).passes(cfg)
-    return n_runs * passes * _optim.relative_step_cost(ENTRIES[optimizer]["type"])
+    """A training job's priority (longest first)."""
+    return _specs.expected_cost(config, benchmark, optimizer, n_runs, epochs)
 
 
 def powerprop_spec(method):
-    """Everything that determines one Powerprop method's runs (a change here reruns that method only)."""
-    return {
-        "name": method,
-        "method": POWERPROP["methods"][method],
-        "cfg": {k: v for k, v in POWERPROP.items() if k not in ("methods", "equivalence")},
-        "model_cfg": config["model"],
-    }
+    return _specs.powerprop_spec(config, method)
 
 
 # ---- file lists
@@ -221,13 +190,9 @@ def all_benchmarks(files):
     return [f for b in BENCHMARKS for f in files(b)]
 
 
-def lr_label(lr):
-    return f"{float(lr):g}"
-
-
 def sweep_candidates():
     """(optimizer, learning-rate label) of every sweep candidate, in config order."""
-    return [(name, lr_label(lr)) for name, lrs in SWEEP.get("lrs", {}).items() for lr in lrs]
+    return [(name, _specs.lr_label(lr)) for name, lrs in SWEEP.get("lrs", {}).items() for lr in lrs]
 
 
 def sweep_metrics(benchmarks=BENCHMARKS):
@@ -236,19 +201,8 @@ def sweep_metrics(benchmarks=BENCHMARKS):
 
 
 def sweep_twin(benchmark, optimizer, epochs):
-    """The sweep's learning-rate label whose runs are exactly the budget rule's runs of this cell, or None.
-
-    At the configured budget, a swept optimizer's sweep runs at its configured learning rate have
-    the same spec (same validation seeds, held-out fraction and divergence handling) as the budget
-    rule's runs: the rule reads those instead of training them a second time. Only whole cells are
-    shared (every validation seed), so a job never trains a run that is also read from elsewhere.
-    """
-    lr = ENTRIES[optimizer].get("lr")
-    if lr is None or lr_label(lr) not in {lr_label(c) for c in SWEEP.get("lrs", {}).get(optimizer, [])}:
-        return None
-    same = all(int(seed) in SWEEP_SEEDS and sweep_spec(benchmark, optimizer, lr_label(lr), seed)
-               == budget_spec(benchmark, optimizer, epochs, seed, validation=True) for seed in BUDGET_VAL_SEEDS)
-    return lr_label(lr) if same else None
+    """The sweep's learning-rate label whose runs are this budget cell's runs, or None (optbias.specs)."""
+    return _specs.sweep_twin(config, benchmark, optimizer, epochs)
 
 
 def budget_validation_metrics():

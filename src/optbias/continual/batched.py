@@ -6,11 +6,11 @@ another order with ``train.batch_order``). Here their weights are stacked along 
 dimension (``torch.func.stack_module_state``: a (out, in) weight becomes (S, out, in)), and one
 ``vmap`` of ``grad_and_value`` over the stack gives each run the gradient of its own loss on its
 own minibatch, in the order its own generator draws. For an optimizer whose update is per element
-(``optim.registry.ELEMENTWISE``: SGD, Adam, AdamW, Adagrad), one optimizer over the stacked tensors
-then takes exactly the step each run's own optimizer would take. Shampoo, whose preconditioner mixes
-the elements of a matrix, has a stacked class of its own (``optim.registry.STACKED``:
-optim/stacked_shampoo.py): every run's factors, roots and grafting norms, batched. Either way it
-is the same algorithm as ``train.train_run``, in exact arithmetic.
+(``elementwise`` in its row of ``optim.registry.TYPES``: SGD, Adam, AdamW, Adagrad), one optimizer
+over the stacked tensors then takes exactly the step each run's own optimizer would take. Shampoo,
+whose preconditioner mixes the elements of a matrix, has a stacked class of its own (its row's
+``stacked``: optim/stacked_shampoo.py): every run's factors, roots and grafting norms, batched.
+Either way it is the same algorithm as ``train.train_run``, in exact arithmetic.
 
 In floating point the batched matmuls may round differently from the per-run ones, so the
 results equal the one-by-one runs within the tolerance tests/test_batched.py states and checks

@@ -194,7 +194,7 @@ def run_result(spec: RunSpec, tasks: list[Task], status: str, error: str | None,
         "device": device_name(device),
         "torch_version": torch.__version__,
         "platform": platform.machine(),
-        "machine": machine(),  # which machine made these numbers (README "Across machines")
+        "machine": machine(),  # which machine made these numbers (docs/reproducibility.md)
         "timing": timing,
     }
     if R_val is not None:

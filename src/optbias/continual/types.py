@@ -1,7 +1,8 @@
 """The contracts between the continual-learning stages: what a run is given and what it records.
 
-A ``RunSpec`` is built by the workflow (``workflow/rules/common.smk``: ``run_spec``) from the
-config, and is everything that determines a run: a change in it, and only in it, reruns the run.
+A ``RunSpec`` is built from the config by ``optbias.specs`` (``run_spec`` and its sweep and budget
+variants, which the training rules call through workflow/rules/common.smk), and is everything that
+determines a run: a change in it, and only in it, reruns the run.
 A ``RunMetrics`` is what ``optbias.continual.train.train_run`` returns and writes as the run's
 ``metrics.json``; the summaries, figures, probes, weight distances and DVC tracking read it.
 Both are plain JSON objects (TypedDicts), so a metrics file on disk is exactly this shape.

@@ -1,7 +1,7 @@
-"""Optimizers: one registry (registry.py) plus the algorithms we write ourselves (Shampoo, Powerprop)."""
+"""Optimizers: one registry (registry.py: a row per type) plus the algorithms we write ourselves (Shampoo, Powerprop)."""
 
-from .registry import (BATCHABLE, ELEMENTWISE, REGISTRY, STACKED, OptimizerConfigError, build, check, has_method,
-                       known, relative_step_cost)
+from .registry import (BATCHABLE, TYPES, OptimizerConfigError, OptimizerType, build, check, has_method, known,
+                       relative_step_cost)
 
-__all__ = ["BATCHABLE", "ELEMENTWISE", "REGISTRY", "STACKED", "OptimizerConfigError", "build", "check", "has_method",
-           "known", "relative_step_cost"]
+__all__ = ["BATCHABLE", "TYPES", "OptimizerConfigError", "OptimizerType", "build", "check", "has_method", "known",
+           "relative_step_cost"]

@@ -1,4 +1,9 @@
-"""The one optimizer registry: a config ``type`` name -> the optimizer class, as ``"module:Class"``.
+"""The one optimizer registry: a config ``type`` name -> one ``OptimizerType`` row (``TYPES``).
+
+A row holds all the library knows about a type: its class as ``"module:Class"``, its step cost for
+the scheduler, whether the batched-seed mode can train it (element-wise, or with a stacked class)
+and any package it needs besides its own. Adding a registry type is adding one row to ``TYPES``
+(and, for the comparison, an entry in the config).
 
 A config entry's ``type`` is either a registry name (the curated types below) or the import path of
 any installed optimizer class, ``package.module.Class`` (a dotted name: it contains a ``.``), e.g.
@@ -31,57 +36,81 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-REGISTRY: dict[str, str] = {
-    "sgd": "torch.optim.sgd:SGD",
-    "adam": "torch.optim.adam:Adam",      # no weight decay: the paper's "Adam" entries (lr 1e-3 and 1e-4)
-    "adamw": "torch.optim.adamw:AdamW",   # decoupled weight decay (Loshchilov & Hutter)
-    "shampoo": "optbias.optim.shampoo:Shampoo",              # textbook full-matrix Shampoo (Gupta et al. 2018), ours
-    "powerprop_sgd": "optbias.optim.powerprop:PowerpropSGD",    # SGD on Powerprop's v, written on w (needs alpha)
-    "powerprop_adam": "optbias.optim.powerprop:PowerpropAdam",  # Adam on Powerprop's v, written on w (needs alpha)
-    "adagrad": "torch.optim.adagrad:Adagrad",  # diagonal, summed statistics (Duchi et al. 2011): Shampoo's control
-    "muon": "optbias.optim.composite:MuonAdamW",  # Muon on hidden weights, AdamW on the rest (Jordan et al. 2024)
-    "soap": "pytorch_optimizer.optimizer.soap:SOAP",  # Adam in Shampoo's eigenbasis (Vyas et al. 2024)
-    "psgd_kron": "pytorch_optimizer.optimizer.psgd:Kron",  # PSGD, Kronecker-factored preconditioner (Li 2015/2018)
+
+@dataclass(frozen=True)
+class OptimizerType:
+    """What the library knows about one registry type (a row of ``TYPES``).
+
+    ``cls``: the optimizer class as ``"module:Class"``, named, not imported (``resolve`` imports it).
+    ``step_cost``: a training step's time relative to Adam's, for scheduling only
+    (``relative_step_cost``: the priority of a training job); 1 unless measured otherwise.
+    ``elementwise``: the step updates every element of every parameter from that element's own
+    gradient and state alone (and per-tensor step counts). Stacking S independent runs'
+    parameters along a new leading dimension then leaves each run's update unchanged, so the
+    class itself takes every run's step at once (the batched-seed mode, optbias.continual.batched).
+    ``stacked``: for a type that mixes the elements of a matrix (a preconditioner), the
+    ``"module:Class"`` that takes each stacked run's step on its own slice of every stacked
+    parameter, with the same options (``build(stacked=True)``); None when there is none.
+    ``needs``: a module the type needs besides its own, checked (found, not imported) by ``check``
+    before anything runs, and ``needs_why``, the reason the error message gives; None when none.
+    """
+
+    cls: str
+    step_cost: float = 1.0
+    elementwise: bool = False
+    stacked: str | None = None
+    needs: str | None = None
+    needs_why: str = ""
+
+    @property
+    def batchable(self) -> bool:
+        """Whether the batched-seed mode can train this type: element-wise, or with a stacked class."""
+        return self.elementwise or self.stacked is not None
+
+
+# The registry: config ``type`` name -> its row; adding a type is adding a row. The step costs only
+# order the training jobs (longest first), so they need no update when timings move. Shampoo's is
+# a whole run's CPU time against AdamW's at the default width (forward, backward and evaluation
+# included); Muon's, SOAP's and PSGD-Kron's scale their optimizer step against Shampoo's
+# (optbias.optim.perf.step_time) the same way. Current timings: docs/performance.md (optbias bench).
+TYPES: dict[str, OptimizerType] = {
+    "sgd": OptimizerType("torch.optim.sgd:SGD", elementwise=True),
+    # no weight decay: the paper's "Adam" entries (lr 1e-3 and 1e-4)
+    "adam": OptimizerType("torch.optim.adam:Adam", elementwise=True),
+    # decoupled weight decay (Loshchilov & Hutter)
+    "adamw": OptimizerType("torch.optim.adamw:AdamW", elementwise=True),
+    # textbook full-matrix Shampoo (Gupta et al. 2018), ours; its stacked class batches the
+    # factors, roots and grafting norms of every run
+    "shampoo": OptimizerType("optbias.optim.shampoo:Shampoo", step_cost=4.0,
+                             stacked="optbias.optim.stacked_shampoo:StackedShampoo"),
+    # SGD / Adam on Powerprop's v, written on w (need alpha)
+    "powerprop_sgd": OptimizerType("optbias.optim.powerprop:PowerpropSGD"),
+    "powerprop_adam": OptimizerType("optbias.optim.powerprop:PowerpropAdam"),
+    # diagonal, summed statistics (Duchi et al. 2011): Shampoo's control
+    "adagrad": OptimizerType("torch.optim.adagrad:Adagrad", elementwise=True),
+    # Muon on hidden weights, AdamW on the rest (Jordan et al. 2024)
+    "muon": OptimizerType("optbias.optim.composite:MuonAdamW", step_cost=3.5),
+    # Adam in Shampoo's eigenbasis (Vyas et al. 2024)
+    "soap": OptimizerType("pytorch_optimizer.optimizer.soap:SOAP", step_cost=5.0),
+    # PSGD, Kronecker-factored preconditioner (Li 2015/2018). Kron writes its einsums as
+    # "an,bo,no->ab"; without opt_einsum torch contracts them left to right, through a
+    # (256, 256, 784, 784) float32 intermediate on the default MLP: 161 GB, a crash.
+    "psgd_kron": OptimizerType("pytorch_optimizer.optimizer.psgd:Kron", step_cost=9.0, needs="opt_einsum",
+                               needs_why="without it torch.einsum contracts Kron's products in written order "
+                                         "(a 161 GB intermediate on the default MLP)"),
 }
 
-# Modules a type needs besides its own, checked (found, not imported) before anything runs:
-# type -> (module, why). pytorch_optimizer's Kron writes its einsums as "an,bo,no->ab"; without
-# opt_einsum torch contracts them left to right, through a (256, 256, 784, 784) intermediate on the
-# default MLP: 161 GB, a crash.
-NEEDS: dict[str, tuple[str, str]] = {
-    "psgd_kron": ("opt_einsum", "without it torch.einsum contracts Kron's products in written order "
-                                "(a 161 GB intermediate on the default MLP)"),
-}
-
-
-# For scheduling only: a training step's CPU time relative to Adam's at the default width, forward,
-# backward and evaluation included (measured 2026-11-29: a permuted-MNIST run takes 16 s with
-# Shampoo, 4 s with AdamW). Snakemake starts the most expensive jobs first; unlisted types cost 1.
-# muon, soap, psgd_kron: their optimizer step alone against Shampoo's (optbias.optim.perf.step_time,
-# default MLP, batch 64, one thread: AdamW 4 ms, Shampoo 31, Muon 27, SOAP 40, PSGD-Kron 71),
-# scaled as Shampoo's (step ratio 8, run ratio 4).
-RELATIVE_STEP_COST: dict[str, float] = {"shampoo": 4.0, "muon": 3.5, "soap": 5.0, "psgd_kron": 9.0}
-
-
-# Types whose step updates every element of every parameter from that element's own gradient and
-# state alone (and per-tensor step counts): stacking S independent runs' parameters along a new
-# leading dimension leaves each run's update unchanged, so one optimizer over the stacked tensors
-# takes every run's step at once (optbias.continual.batched). Shampoo, Muon, SOAP and PSGD-Kron mix
-# elements within a matrix (their preconditioners), so they are not listed; Shampoo has a stacked
-# class instead (STACKED, below).
-ELEMENTWISE: frozenset[str] = frozenset({"sgd", "adam", "adamw", "adagrad"})
-# Types whose stacked runs need a class of their own, which takes each run's step on its slice of
-# every stacked parameter (same options; continual/batched.py builds it with ``build(stacked=True)``).
-STACKED: dict[str, str] = {
-    "shampoo": "optbias.optim.stacked_shampoo:StackedShampoo",  # batched factors, roots and grafting norms
-}
-# What the batched-seed mode can train: the element-wise types as they are, and the STACKED ones.
-BATCHABLE: frozenset[str] = ELEMENTWISE | frozenset(STACKED)
+# What the batched-seed mode can train (``OptimizerType.batchable``), derived from ``TYPES``: the
+# element-wise types as they are, Shampoo through its stacked class. SOAP, Muon and PSGD-Kron mix
+# the elements of a matrix and have no stacked class.
+BATCHABLE: frozenset[str] = frozenset(name for name, row in TYPES.items() if row.batchable)
 
 
 def relative_step_cost(type_name: str) -> float:
-    """A step's cost relative to Adam's (1 for types not measured): the scheduler's estimate only."""
-    return RELATIVE_STEP_COST.get(type_name, 1.0)
+    """A step's cost relative to Adam's (``OptimizerType.step_cost``; 1 for an import path): the
+    scheduler's estimate only."""
+    row = TYPES.get(type_name)
+    return 1.0 if row is None else row.step_cost
 
 
 class OptimizerConfigError(ValueError):
@@ -90,7 +119,7 @@ class OptimizerConfigError(ValueError):
 
 def known() -> list[str]:
     """The registry's type names, sorted (what error messages list)."""
-    return sorted(REGISTRY)
+    return sorted(TYPES)
 
 
 def is_import_path(type_name: object) -> bool:
@@ -229,7 +258,7 @@ def resolve(type_name: str) -> type[torch.optim.Optimizer]:
         if problem is not None:
             raise OptimizerConfigError(problem)
         return _locate(type_name)[0]
-    module, _, name = REGISTRY[type_name].partition(":")
+    module, _, name = TYPES[type_name].cls.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -239,7 +268,7 @@ def constructor_parameters(type_name: str) -> tuple[Parameter, ...]:
     of an import path, from the imported class."""
     if is_import_path(type_name):
         return tuple(_parameters_from_import(resolve(type_name)))
-    module, _, name = REGISTRY[type_name].partition(":")
+    module, _, name = TYPES[type_name].cls.partition(":")
     found = _parameters_from_source(module, name)
     return tuple(found if found is not None else _parameters_from_import(resolve(type_name)))
 
@@ -253,10 +282,10 @@ def has_method(type_name: Any, method: str) -> bool:
     and asked, which also finds inherited methods. Raises ``OptimizerConfigError`` as ``resolve``
     does for an import path that is not an optimizer class.
     """
-    if not is_import_path(type_name) and type_name not in REGISTRY:
+    if not is_import_path(type_name) and type_name not in TYPES:
         return False
     if not is_import_path(type_name):
-        node = _class_from_source(*REGISTRY[type_name].split(":"))
+        node = _class_from_source(*TYPES[type_name].cls.split(":"))
         if node is not None and any(isinstance(f, ast.FunctionDef) and f.name == method for f in node.body):
             return True
     return callable(getattr(resolve(type_name), method, None))
@@ -285,7 +314,7 @@ def check(name: str, entry: dict[str, Any]) -> None:
         problem = _import_path_problem(type_name)
         if problem is not None:
             raise OptimizerConfigError(f"optimizers.{name}: {problem}")
-    elif type_name not in REGISTRY:
+    elif type_name not in TYPES:
         raise OptimizerConfigError(f"optimizers.{name}: unknown optimizer type {type_name!r}; known types: "
                                    f"{', '.join(known())}; or an installed optimizer class by its import path, "
                                    "e.g. torch.optim.NAdam")
@@ -296,7 +325,8 @@ def check(name: str, entry: dict[str, Any]) -> None:
             f"optimizers.{name}: {type_name} does not take {', '.join(unknown)}; remove it, or use what it "
             f"takes: {', '.join(allowed)}"
         )
-    module, why = NEEDS.get(type_name, (None, ""))
+    row = TYPES.get(type_name)  # None for an import path
+    module, why = (row.needs, row.needs_why) if row is not None else (None, "")
     if module is not None and importlib.util.find_spec(module) is None:
         raise OptimizerConfigError(f"optimizers.{name}: {type_name} needs the package {module}, which is not "
                                    f"installed: {why}. Install it: pip install -r requirements.lock (it pins "
@@ -317,15 +347,15 @@ def build(entry: dict[str, Any], params: Iterable[torch.nn.Parameter], name: str
     ``model``: the module ``params`` come from, handed to the optimizer's ``attach(model)`` when it
     has one (Shampoo's ``gradient_factors`` hooks its linear layers); other optimizers ignore it.
     ``stacked``: ``params`` are S runs' parameters stacked along a leading dimension (the batched-seed
-    mode): the type's ``STACKED`` class, or its own class for an element-wise type; ``ValueError``
-    for a type in neither (``BATCHABLE``)."""
+    mode): the type's stacked class (``OptimizerType.stacked``), or its own class for an element-wise
+    type; ``ValueError`` for a type that is neither (not in ``BATCHABLE``)."""
     check(name, entry)
     kwargs = {k: v for k, v in entry.items() if k != "type"}
     if stacked and entry["type"] not in BATCHABLE:
         raise ValueError(f"optimizer {name!r}: type {entry['type']!r} cannot step stacked runs; "
                          f"the batched-seed mode trains {', '.join(sorted(BATCHABLE))}")
-    if stacked and entry["type"] in STACKED:
-        module, _, cls_name = STACKED[entry["type"]].partition(":")
+    if stacked and TYPES[entry["type"]].stacked is not None:
+        module, _, cls_name = TYPES[entry["type"]].stacked.partition(":")
         optimizer = getattr(importlib.import_module(module), cls_name)(params, **kwargs)
         return optimizer  # no attach: the stacked runs' gradients come from torch.func, not from layers
     optimizer = resolve(entry["type"])(params, **kwargs)

@@ -179,7 +179,7 @@ def verdicts_table(rows: Mapping[str, dict], dataset: str, others: Mapping[str, 
         path = Path(path)
         if not path.is_file():
             raise PaperError(f"paper.datasets: {name}'s verdicts {path} do not exist; run that config and copy "
-                             "its paper/verdicts.json there (README, section Full-size data offline)")
+                             "its paper/verdicts.json there (docs/configs.md)")
         verdicts = json.loads(path.read_text())
         if not isinstance(verdicts, dict) or not all(isinstance(v, str) for v in verdicts.values()):
             raise PaperError(f"{path}: expected {{claim id: verdict}}, as the audit writes paper/verdicts.json")

@@ -1,7 +1,7 @@
 """``optbias compare`` (``make compare``): your run against the committed one, metric by metric and
 claim by claim.
 
-What the artifact promises across machines is the verdicts (README "Across machines"): on the
+What the artifact promises across machines is the verdicts (docs/reproducibility.md): on the
 same machine and thread count a rerun is byte-identical, on another CPU the numbers move within
 seed noise. So the comparison has two parts:
 

@@ -1,7 +1,7 @@
 """``optbias retrain``: train finished runs again from the specs their metrics.json record, and say
 whether the code here reproduces them.
 
-On the same machine and thread count a run is byte-identical (README "Across machines"), so
+On the same machine and thread count a run is byte-identical (docs/reproducibility.md), so
 retraining a run here and comparing every field of its metrics.json tells whether this code trains
 the way the code that made it did. That is how a run made at another commit (``make fashion``, run
 in a clone of its own) is tied to the code of this checkout. On another CPU the numbers may move
