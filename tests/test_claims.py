@@ -268,6 +268,27 @@ def test_an_optimizer_that_did_not_learn_makes_its_cases_inconclusive():
     assert C.evaluate(claim, nested)["verdict"] == C.SUPPORTED
 
 
+def test_a_plasticity_claim_reads_the_learning_accuracy_of_a_run_that_did_not_learn():
+    """The flag guards retention. D3a compares learning accuracies, the quantity the flag is judged
+    on: that AdamW did not learn at one epoch is what such a claim is about, so its case keeps its
+    verdict, while a retention claim on the same entry (D1) is INCONCLUSIVE."""
+    entry = lambda learning, kept, learned: {"seeds": [0, 1, 2], "learned": learned,  # noqa: E731
+                                             "learning_accuracy": {"per_seed": learning},
+                                             "mean_accuracy_old_tasks": {"per_seed": kept}}
+    doc = {"class_incremental": {"epochs": {"1": {"optimizers": {
+        "shampoo": entry([0.99, 0.98, 0.99], [0.3, 0.32, 0.31], True),
+        "sgd": entry([0.99, 0.98, 0.99], [0.0, 0.01, 0.0], True),
+        "adamw": entry([0.40, 0.42, 0.41], [0.0, 0.0, 0.01], False),
+        "adam-1e-3": entry([0.99, 0.98, 0.99], [0.0, 0.0, 0.0], True),
+        "adam-1e-4": entry([0.99, 0.98, 0.99], [0.0, 0.0, 0.0], True)}}}}}
+    d3a = C.evaluate(real_claim("D3a"), doc)
+    assert {c["case"]: c["verdict"] for c in d3a["cases"]}["1: shampoo - adamw"] == C.SUPPORTED
+    assert d3a["verdict"] == C.SUPPORTED and not any("did not learn" in c["note"] for c in d3a["cases"])
+    d1 = C.evaluate(real_claim("D1"), doc)
+    adamw = {c["case"]: c for c in d1["cases"]}["1: shampoo - adamw"]
+    assert adamw["verdict"] == C.INCONCLUSIVE and adamw["note"].startswith("adamw did not learn")
+
+
 # --- seeds: the nearest list along the selector ----------------------------------------------------
 
 def test_powerprop_methods_pair_by_the_seeds_one_level_up():

@@ -17,7 +17,8 @@ a threshold written before the results were seen. This module turns that into a 
 A selected plain number (not a list over seeds, e.g. a fitted slope) is deterministic: it is tested
 exactly (value op threshold). One seed has no interval: such a case is INCONCLUSIVE, and so is a
 case that reads an entry whose ``learned`` is false (a model that did not learn forgets nothing,
-which is not retention).
+which is not retention), unless the case reads that entry's learning accuracy, the very quantity
+the flag is judged on (a plasticity claim).
 
 **Verdicts.** A claim with k cases is
 
@@ -383,6 +384,9 @@ def _seeds(doc: Any, selector: str, n: int) -> list | None:
     return None
 
 
+LEARNING_ACCURACY = "learning_accuracy"  # the summaries' key of the quantity `learned` is judged on
+
+
 def _not_learned(doc: Any, selectors: Sequence[str]) -> list[str]:
     """The entries along the selectors' paths whose ``learned`` is false, by name (the key that
     leads to them, e.g. the optimizer), in order and without repeats."""
@@ -441,7 +445,10 @@ class _Cases:
 
     def _add(self, case: dict, selectors: Sequence[str]) -> None:
         case.setdefault("note", "")
-        names = _not_learned(self.doc, selectors)
+        # The flag guards what a run that did not learn cannot show: retention (forgetting, accuracy
+        # kept on old tasks). A claim on the learning accuracy itself, the quantity the flag is
+        # judged on (D3a, D3b: plasticity), reads it as it is.
+        names = _not_learned(self.doc, [sel for sel in selectors if LEARNING_ACCURACY not in sel])
         if names:
             caveat = "; ".join(f"{name} did not learn: its forgetting is not read as retention" for name in names)
             case.update(verdict=INCONCLUSIVE, caveat=caveat, did_not_learn=names,
