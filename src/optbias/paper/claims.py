@@ -809,7 +809,8 @@ def audit_markdown(result: dict) -> str:
         "its threshold (an intersection-union test: every case must pass on its own, so no correction is needed); "
         "NOT SUPPORTED when some case's interval at the Bonferroni level 1 − 0.05/k lies entirely on the other "
         "side (touching the threshold counts as the other side); INCONCLUSIVE otherwise, and for a case with one "
-        "seed (no interval) or whose optimizer did not learn.",
+        "seed (no interval) or one that reads the retention (forgetting, accuracy kept) of an optimizer that did "
+        "not learn; a case on the learning accuracy itself (a plasticity claim) reads it as it is.",
         "",
         f"**{c[SUPPORTED]} supported, {c[NOT_SUPPORTED]} not supported, {c[INCONCLUSIVE]} inconclusive** "
         f"(of {len(result['claims'])})." + (f" {len(superseded)} superseded claim(s) are listed at the end, "
