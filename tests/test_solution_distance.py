@@ -43,8 +43,8 @@ def test_predictions_disagree_on_a_known_fraction():
     b = two_feature_model({0: [1, 0], 2: [0, 1]})  # 0 where x0 > x1, else 2
     x = torch.tensor([[2.0, 1.0]] * 4 + [[1.0, 2.0]] * 6)  # 4 agreed, 6 disputed
     assert distance.predictions(a, x).tolist() == [0] * 4 + [1] * 6
-    assert distance.prediction_disagreement(a, b, x) == pytest.approx(0.6, abs=1e-12)
-    assert distance.prediction_disagreement(a, a, x) == 0.0
+    assert distance.disagreement(distance.predictions(a, x), distance.predictions(b, x)) == pytest.approx(0.6, abs=1e-12)
+    assert distance.disagreement(distance.predictions(a, x), distance.predictions(a, x)) == 0.0
     assert distance.disagreement(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 0, 0])) == 0.5
     with pytest.raises(ValueError, match="same inputs"):
         distance.disagreement(torch.tensor([0, 1]), torch.tensor([0, 1, 2]))

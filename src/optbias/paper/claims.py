@@ -54,7 +54,7 @@ import numpy as np
 import yaml
 
 from ..fileio import atomic_write_bytes, atomic_write_json
-from ..stats import bonferroni_level, t_interval, welch_interval
+from ..stats import bonferroni_level, seed_stat, t_interval, welch_interval
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
@@ -426,12 +426,10 @@ def _is_number(x: Any) -> bool:
 
 
 def _summary(values: Sequence[float]) -> dict:
-    """``{"mean", "ci95", "n"}`` of one side of a case (a floor test's distance and floors)."""
-    values = [float(v) for v in values]
-    if len(values) < 2 or not all(map(math.isfinite, values)):
-        return {"mean": float(np.mean(values)), "ci95": None, "n": len(values)}
-    mean, low, high = t_interval(values, LEVEL)
-    return {"mean": mean, "ci95": [low, high], "n": len(values)}
+    """``{"mean", "ci95", "n"}`` of one side of a case (a floor test's distance and floors): the
+    summaries' ``seed_stat`` (ci95 None for one seed or a non-finite value)."""
+    stat = seed_stat([float(v) for v in values])
+    return {"mean": stat["mean"], "ci95": stat["ci95"], "n": len(values)}
 
 
 class _Cases:

@@ -89,11 +89,6 @@ def disagreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a != b).to(torch.float64).mean())
 
 
-def prediction_disagreement(model_a: MLP, model_b: MLP, x: torch.Tensor) -> float:
-    """The function distance of two models on inputs ``x`` (N, features): ``disagreement`` of their predictions."""
-    return disagreement(predictions(model_a, x), predictions(model_b, x))
-
-
 def last_layer_cosine(model: MLP, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:
     """c of one model: the mean off-diagonal cosine similarity between the class means of its last
     hidden layer's post-ReLU activations on ``x`` (N, features) with labels ``y`` (N,).
