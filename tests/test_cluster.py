@@ -290,7 +290,7 @@ def test_the_larger_configs_dry_run_on_the_cluster_profile(cluster, tmp_path, na
                            str(REPO / "workflow/profiles/slurm"), "--configfile", str(tmp_path / f"config/{name}.yaml"),
                            "-n"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from optbias.bench import merged_config  # Snakemake's own nested merge, as --configfile does
+    from optbias.perf.bench import merged_config  # Snakemake's own nested merge, as --configfile does
 
     config = merged_config(REPO / f"config/{name}.yaml", REPO / "config/config.yaml")
     assert scheduled(proc.stdout + proc.stderr)["train"] == (

@@ -2,7 +2,7 @@
 
 import pytest
 
-from optbias.optim import perf
+from optbias.perf import step as perf
 
 
 def test_flop_counts_match_hand_computation():
@@ -28,17 +28,17 @@ def test_report_prints_ratios_from_one_run():
     assert out["flop_lower_bound_ratio"] > 1 and out["matmul_peak_gflops"] > 0
 
 
-# ---- optbias bench (src/optbias/bench.py)
+# ---- optbias bench (src/optbias/perf/bench.py)
 
 def test_root_flop_lower_bound_is_hand_computed():
-    from optbias import bench
+    from optbias.perf import bench
 
     # 784 -> 10: factors 784 x 784 and 10 x 10; (4/3 + 2) n^3 each, amortized over 10 steps.
     assert bench.root_flops_per_step([], 10) == pytest.approx((10 / 3) * (784**3 + 10**3) / 10)
 
 
 def test_stage_times_and_wall_time_from_snakemake_files(tmp_path):
-    from optbias import bench
+    from optbias.perf import bench
 
     header = "s\th:m:s\tmax_rss\n"
     for rel, seconds in {"train/permuted/shampoo.tsv": 300.0, "train/permuted/sgd.tsv": 100.0,
@@ -73,7 +73,7 @@ def test_stage_times_and_wall_time_from_snakemake_files(tmp_path):
 
 def test_bench_config_merges_onto_the_default_and_checks_its_arguments(tmp_path):
     from conftest import REPO
-    from optbias import bench
+    from optbias.perf import bench
 
     merged = bench.merged_config(REPO / "config" / "fashion.yaml", REPO / "config" / "config.yaml")
     assert merged["dataset"] == "fashion-mnist" and merged["optimizers"]["shampoo"]["root_dtype"] == "float32"
@@ -94,7 +94,7 @@ def test_bench_prints_all_six_figures(tmp_path):
     import yaml
 
     from conftest import REPO
-    from optbias import bench
+    from optbias.perf import bench
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["model"]["hidden"] = [16]
@@ -161,7 +161,7 @@ def test_a_built_in_optimizer_step_imports_torch_dynamo():
 def test_a_config_variant_outside_the_standard_list_is_timed_and_is_figure_1():
     """float64 roots with gradient factors is not one of the three standard rows: it gets its own."""
     from conftest import REPO
-    from optbias import bench
+    from optbias.perf import bench
 
     cfg = bench.merged_config(REPO / "config" / "config.yaml")
     cfg["model"]["hidden"] = [8]
@@ -174,7 +174,8 @@ def test_a_config_variant_outside_the_standard_list_is_timed_and_is_figure_1():
 def test_runs_sums_every_invocation_of_a_resumed_run(tmp_path, capsys):
     """`optbias runs` on a run resumed over three invocations (known times): every invocation listed,
     the killed one counted to its last logged event, the sum, and the stage table."""
-    from optbias import cli, runlog
+    from optbias import cli
+    from optbias.perf import runlog
 
     logs = tmp_path / ".snakemake" / "log"
     logs.mkdir(parents=True)

@@ -143,7 +143,9 @@ def test_every_make_target_the_readme_names_is_in_the_makefile():
 def _rules() -> set[str]:
     text = "".join(p.read_text() for p in sorted((REPO / "workflow/rules").glob("*.smk")))
     text += (REPO / "Snakefile").read_text()
-    return set(re.findall(r"^rule (\w+):", text, flags=re.M)) | set(re.findall(r"^use rule \w+ as (\w+)", text, flags=re.M))
+    # rules, derived rules, and the figure rules (figure_rule calls: common.smk)
+    patterns = [r"^rule (\w+):", r"^use rule \w+ as (\w+)", r'^figure_rule\(\s*"\w+", "(\w+)",']
+    return {name for pattern in patterns for name in re.findall(pattern, text, flags=re.M)}
 
 
 def test_the_dag_sketch_is_made_of_the_workflow_rules():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from .job import is_known_error
 
@@ -32,7 +33,7 @@ def _pull(args: argparse.Namespace) -> None:
 
 
 def _perf_shampoo(args: argparse.Namespace) -> None:
-    from .optim.perf import report
+    from .perf.step import report
 
     result = report(args.hidden, args.batch, args.steps, args.threads, update_freq=args.update_freq)
     for key, value in result.items():
@@ -42,7 +43,7 @@ def _perf_shampoo(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .bench import main
+    from .perf.bench import main
 
     main(Path(args.config), Path(args.workdir), None if args.output == "-" else Path(args.output), args.steps,
          tuple(args.epochs), args.peak_n)
@@ -60,7 +61,7 @@ def _print_and_write(text: str, output: str) -> None:
 def _runs(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .runlog import runs_markdown
+    from .perf.runlog import runs_markdown
 
     _print_and_write(runs_markdown(Path(args.workdir)), args.output)
 
@@ -94,6 +95,12 @@ def _readme(args: argparse.Namespace) -> int:
         return 1
     print(f"{readme.README}: results block " + ("rewritten" if readme.write(args.root) else "already up to date"))
     return 0
+
+
+def _markdown_output(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int | None]) -> None:
+    """The end of a subcommand whose result is a Markdown page (``_print_and_write``): ``--output``, and ``func``."""
+    p.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
+    p.set_defaults(func=func)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,14 +137,12 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="every Snakemake invocation in a working directory, their summed wall time, job time per stage")
     r.add_argument("--workdir", default=".", help="the pipeline's working directory (its .snakemake/log and benchmarks/)")
-    r.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
-    r.set_defaults(func=_runs)
+    _markdown_output(r, _runs)
 
     t = sub.add_parser("retrain", help="train finished runs again here and compare their metrics.json (exit 1: one differs)")
     t.add_argument("metrics", nargs="+", help="runs' metrics.json files (data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json)")
     t.add_argument("--data", help="the dataset file they trained on (default: the one data/raw/*.pt of their working directory)")
-    t.add_argument("--output", default="-", help="markdown file to write as well (default '-': print only)")
-    t.set_defaults(func=_retrain)
+    _markdown_output(t, _retrain)
 
     m = sub.add_parser("readme", help="rewrite README.md's results block from paper/verdicts.json and docs/performance.json")
     m.add_argument("--check", action="store_true", help="change nothing; exit 1 when the block is stale")

@@ -7,7 +7,7 @@ save) lives with the experiment; what must not differ (batch order from a seeded
 loss, the step, the NaN check, the device, determinism) lives here. Two measurements take a few
 fixed steps of their own instead, on purpose: the Powerprop trajectory check
 (``optbias.powerprop.equivalence``, float64, a fixed list of batches shared by both forms) and the
-step timer ``optbias.optim.perf``; both use ``make_deterministic`` and ``pick_device`` from here.
+step timer ``optbias.perf.step``; both use ``make_deterministic`` and ``pick_device`` from here.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def make_deterministic(seed: int, threads: int, device: torch.device | None = No
     ``np.random.random()`` every step to decide when to rebalance its factors).
 
     Deterministic algorithms are switched on for CUDA only: the CPU kernels this project uses are
-    deterministic for a fixed thread count, and the switch costs ~1.5 s of imports in every job.
+    deterministic for a fixed thread count, and the switch would add imports to every job's fixed
+    cost (that cost: figure 3 of docs/performance.md, written by ``optbias bench``).
     """
     if device is None or device.type == "cuda":
         # cuBLAS needs this before its first call to give bitwise-reproducible matmuls.

@@ -9,11 +9,10 @@ needed; this adapter makes it one ``torch.optim.Optimizer``, and so one registry
 line, one state_dict.
 
 Precision of the Newton-Schulz iteration (``ns_dtype``): ``torch.optim.Muon`` runs it in bfloat16,
-which is fast on GPUs but emulated on CPUs without bfloat16 units: on this project's AVX2 CPU one
-iteration (five steps) on a 256 x 784 weight took 0.51 s in bfloat16 against 0.017 s in float32
-(one thread), so a training step took 0.78 s instead of ~30 ms. The default, ``"float32"``, runs
-the same update with the iteration in float32 (``Float32Muon``: the same polynomial, rounded
-less); ``"bfloat16"`` is ``torch.optim.Muon`` itself.
+which is fast on GPUs but emulated on CPUs without bfloat16 units, where it is far slower than the
+same products in float32. The default, ``"float32"``, runs the same update with the iteration in
+float32 (``Float32Muon``: the same polynomial, rounded less); ``"bfloat16"`` is ``torch.optim.Muon``
+itself.
 
 Which parameters Muon gets: the builders pass ``model.parameters()``, a flat list, not names. The
 rule is positional: **every 2-D parameter except the last 2-D one** goes to Muon; the last 2-D
@@ -22,9 +21,10 @@ parameter (the head's weight) and every parameter of another shape go to AdamW. 
 Muon gets exactly the hidden layers' weights (tests/test_extending.py checks this). A model whose
 head is not its last 2-D parameter needs another rule. Param-group dicts are refused.
 
-Cost (``optbias.optim.perf.step_time``: the default 784-256-256-10 MLP, batch 64, one thread of
-a shared AVX2 CPU): a training step takes 27-32 ms with the float32 iteration (0.78 s with
-bfloat16), against 4-6 ms for AdamW: the iteration on the two hidden weights is the cost.
+Cost: the iteration, per m x n hidden weight (m <= n), is five steps of X·Xᵀ, A·A and B·X, i.e.
+5 (2 m²n + m³) multiply-adds, against AdamW's O(mn) element-wise update. To time it on a machine,
+``optbias.perf.step.step_time`` with a ``muon`` entry (either ``ns_dtype``); the project's measured
+figures are in the generated page docs/performance.md (``optbias bench``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class MuonAdamW(torch.optim.Optimizer):
 
     The two torch optimizers share this object's ``param_groups`` (Muon's group first, when there
     is one, then AdamW's) and ``state``, so ``state_dict``/``load_state_dict``, ``zero_grad`` and
-    resume (``optbias.continual.resume.restore_optimizer``) see one ordinary optimizer.
+    resume (``optbias.continual.runio.restore_optimizer``) see one ordinary optimizer.
 
     Raises ``TypeError`` for param-group dicts, ``ValueError`` for an empty parameter list, an
     unknown ``ns_dtype`` or an invalid hyperparameter (from torch, e.g. a negative lr).

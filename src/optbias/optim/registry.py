@@ -13,8 +13,9 @@ starts: an unknown type or import path, a class that is not a ``torch.optim.Opti
 hyperparameters and missing required ones.
 
 Registry types are named, not imported: the Snakefile checks the config when it is parsed, and
-reading a constructor's signature from its source file (``constructor_parameters``) costs
-milliseconds, where importing torch costs seconds. Only ``build`` imports the class. An import
+reading a constructor's signature from its source file (``constructor_parameters``) imports
+nothing, where importing the class imports torch (part of a job's fixed cost: docs/performance.md,
+written by ``optbias bench``). Only ``build`` imports the class. An import
 path is imported by ``check`` (at parse time, only when the config uses one): whether a class
 derives from ``torch.optim.Optimizer``, through whatever chain of bases and re-exports, only the
 imported class can say.
@@ -72,7 +73,7 @@ class OptimizerType:
 # order the training jobs (longest first), so they need no update when timings move. Shampoo's is
 # a whole run's CPU time against AdamW's at the default width (forward, backward and evaluation
 # included); Muon's, SOAP's and PSGD-Kron's scale their optimizer step against Shampoo's
-# (optbias.optim.perf.step_time) the same way. Current timings: docs/performance.md (optbias bench).
+# (optbias.perf.step.step_time) the same way. Current timings: docs/performance.md (optbias bench).
 TYPES: dict[str, OptimizerType] = {
     "sgd": OptimizerType("torch.optim.sgd:SGD", elementwise=True),
     # no weight decay: the paper's "Adam" entries (lr 1e-3 and 1e-4)

@@ -32,8 +32,8 @@ Everything else is an option with the textbook choice (or the common practical o
 * ``max_precond_dim``: a side longer than this keeps only the diagonal of its factor.
 * ``momentum`` (heavy ball on the final, grafted direction) and decoupled ``weight_decay``.
 * ``root_dtype``: the precision of the eigendecomposition behind every root. "float64" (default)
-  matches the dense float64 reference to ~1e-9. "float32" costs about half as much on a CPU
-  (docs/performance.md measures it) and retries in float64 when the float32 decomposition fails
+  matches the dense float64 reference to ~1e-9. "float32" is cheaper on a CPU (the measured
+  ratio: figure 1 of docs/performance.md, written by ``optbias bench``) and retries in float64 when the float32 decomposition fails
   or is not finite (counted in ``root_retries``). Its cost in accuracy: eigh's backward error is
   ~sqrt(n) * 6e-8 * lambda_max, comparable to the default relative damping (1e-6 * lambda_max),
   so the roots of the weakest directions move by a few percent. Stated tolerance, tested: on

@@ -80,8 +80,8 @@ def srank_of_spectrum(s: Tensor, delta: float = 0.01) -> int:
 def gram_singular_values(x: Tensor, center: bool = False) -> Tensor:
     """Singular values (descending, float64) from the eigenvalues of the smaller Gram matrix.
 
-    About 3x faster than an SVD for the probe-set and weight matrices (the probes run on every
-    checkpoint).  The price: singular values below sqrt(max(m, n) * eps) * sigma_max (~1e-7 of
+    Cheaper than an SVD of the m x n matrix: one product and one symmetric eigendecomposition of
+    the smaller side (the probes run on every checkpoint).  The price: singular values below sqrt(max(m, n) * eps) * sigma_max (~1e-7 of
     the largest) drown in the Gram's round-off, so they are set to 0.  That changes the
     effective rank by less than 1e-5 and srank (delta >= 1e-6) not at all; tests/test_probes.py
     checks both against the SVD path.

@@ -46,7 +46,7 @@ def verdict_counts(verdicts: Mapping[str, str]) -> str:
 
 def reproduce_time(performance: Mapping[str, Any]) -> str:
     """The complete ``make reproduce`` run's wall time and machine, as docs/performance.md's figure 5
-    states it: '26.0 min on <cpu>, 2 cores, ...', or that no complete run was measured."""
+    states it: '<minutes> min on <cpu>, <n> cores, ...', or that no complete run was measured."""
     reproduce = performance.get("reproduce") or {}
     wall = reproduce.get("wall")
     if not wall or wall.get("wall_s") is None:

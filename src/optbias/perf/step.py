@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from ..engine import pick_device
 from ..models import MLP
-from . import registry as optim
-from .gradient_factors import factored_cost
+from ..optim import registry as optim
+from ..optim.gradient_factors import factored_cost
 
 
 def _sync(device: torch.device) -> None:
