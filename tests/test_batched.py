@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from optbias import data, engine, fileio, optim
-from optbias.continual import batched, resume, train
+from optbias.continual import batched, runio, train
 from optbias.models import init_model
 
 ELEMENTWISE_CFGS = [
@@ -281,7 +281,7 @@ def test_an_interrupted_batched_job_resumes_to_identical_outputs(dataset, tmp_pa
 
     whole = train.train_runs(specs, dataset, *paths(tmp_path / "whole"), progress=False)
     metrics, ckpts = paths(tmp_path / "resumed")
-    state = batched.state_path(metrics)
+    state = runio.batched_state_path(metrics)
     assert state == tmp_path / "resumed/seed0.batched.pt"
     with monkeypatch.context() as patch:  # task 0 (2 epochs) done, stopped in task 1
         patch.setattr(batched, "run_epoch_batched", stop_on_call(3, batched.run_epoch_batched))
@@ -338,7 +338,7 @@ def test_batched_step_function_matches_run_epochs_loss():
         {k: v[0] for k, v in params.items()}, {k: v[0] for k, v in buffers.items()}, x, y)
     with torch.no_grad():
         assert float(loss) == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6)
-    assert resume.state_path("a/seed0/metrics.json") != batched.state_path(["a/seed0/metrics.json"])
+    assert runio.state_path("a/seed0/metrics.json") != runio.batched_state_path(["a/seed0/metrics.json"])
 
 
 def test_the_workflow_trains_a_job_batched_when_the_config_asks(tmp_path, tiny_config):

@@ -3,6 +3,7 @@ import torch
 
 from optbias.continual import benchmarks
 from optbias.continual import tasks as tasks_mod
+from optbias.continual.benchmarks import DEFAULT_PAIRS
 
 
 def toy_data(n_per_class=6):
@@ -12,7 +13,7 @@ def toy_data(n_per_class=6):
 
 
 def test_class_incremental_pairs_and_class_sets():
-    tasks = tasks_mod.class_incremental(toy_data())
+    tasks = tasks_mod.class_incremental(toy_data(), DEFAULT_PAIRS)
     assert [t.classes for t in tasks] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
     for task in tasks:
         assert set(task.y_train.tolist()) == set(task.classes)
@@ -24,7 +25,7 @@ def test_class_incremental_pairs_and_class_sets():
 
 
 def test_class_incremental_keeps_digit_labels_for_the_shared_head():
-    task = tasks_mod.class_incremental(toy_data())[4]
+    task = tasks_mod.class_incremental(toy_data(), DEFAULT_PAIRS)[4]
     assert set(task.y_train.tolist()) == {8, 9}  # not remapped to {0, 1}: one 10-way head
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import REPO, TINY_CONFIG, scheduled, snakemake, write_config
 from optbias import optim
-from optbias.continual import resume
+from optbias.continual import runio
 from optbias.models import MLP
 from optbias.optim import registry
 from optbias.optim.composite import Float32Muon, MuonAdamW, newton_schulz
@@ -192,7 +192,7 @@ def test_muon_state_dict_round_trips_through_a_resume_file(entry):
     twin.load_state_dict(saved["model"])
     fresh.load_state_dict(saved["model"])
     twin_opt, fresh_opt = optim.build(entry, twin.parameters()), optim.build(entry, fresh.parameters())
-    resume.restore_optimizer(twin_opt, saved["optimizer"])
+    runio.restore_optimizer(twin_opt, saved["optimizer"])
     assert twin_opt.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
     for m, o in ((model, opt), (twin, twin_opt), (fresh, fresh_opt)):
         steps(m, o, 3, seed=1)

@@ -15,12 +15,12 @@ SCRIPTS = REPO / "workflow" / "scripts"
 
 # Lower layers never import higher ones. Within a layer, a module imports only its own subpackage.
 LAYERS = {
-    "fileio": 0, "stats": 0, "job": 0, "runlog": 0,
+    "fileio": 0, "stats": 0, "job": 0,
     "data": 1, "models": 1, "engine": 1, "plotting": 1,
     "optim": 2,
     "continual": 3,
     "probes": 4, "powerprop": 4,
-    "paper": 5, "versioning": 5, "bench": 5,
+    "paper": 5, "versioning": 5, "perf": 5,  # perf: step (optim), runlog, bench (continual)
     "config": 6, "cli": 6,
     "specs": 7,  # run specs: expands entries with config
     "__main__": 8,
@@ -76,13 +76,18 @@ def _imports_of_script(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def test_figure_rules_scripts_and_functions_share_one_name():
+    """Every figure rule is a figure_rule("<stage>", "<name>", ...) call of its stage's rule file; the
+    template (common.smk) runs ../scripts/<stage>/<name>.py. No other rule writes a figure."""
+    assert 'f"../scripts/{stage}/{name}.py"' in (RULES / "common.smk").read_text()
     found = set()
     for smk in RULES.glob("*.smk"):
         text = smk.read_text()
-        for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, flags=re.S | re.M):
-            if '"figures/' not in body.split("output:", 1)[-1].split("params:", 1)[0]:
-                continue
-            assert f'"../scripts/{smk.stem}/{rule}.py"' in body, rule
+        for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |^figure_rule\(|\Z)", text, flags=re.S | re.M):
+            assert '"figures/' not in body.split("output:", 1)[-1].split("params:", 1)[0], \
+                f"rule {rule} writes a figure: make it a figure_rule"
+        for stage, rule in re.findall(r'^figure_rule\(\s*"(\w+)", "(\w+)",', text, flags=re.M):
+            assert stage == smk.stem, f"figure rule {rule} of {smk.name} runs a script of stage {stage}"
+            assert (SCRIPTS / stage / f"{rule}.py").is_file(), rule
             figures = SRC / smk.stem / "figures.py"
             functions = {n.name for n in ast.parse(figures.read_text()).body if isinstance(n, ast.FunctionDef)}
             assert rule in functions, f"rule {rule}: no function {rule} in {figures.relative_to(REPO)}"
@@ -123,3 +128,58 @@ def test_imports_only_go_down_the_layers():
 
 def test_every_module_is_in_a_layer():
     assert {_top(p) for p in _modules()} == set(LAYERS)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Every library module (dotted name; a package is its ``__init__``) -> the library modules it
+    imports, lazy imports inside functions and ``TYPE_CHECKING`` imports included: ``from . import x``
+    names module ``x`` when it is one, else its package."""
+    names = {".".join(["optbias", *p.relative_to(SRC).with_suffix("").parts]).removesuffix(".__init__")
+             for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        here = ".".join(["optbias", *path.relative_to(SRC).with_suffix("").parts]).removesuffix(".__init__")
+        edges = set()
+        for module, imported in _imports(path):
+            subs = {f"{module}.{n}" for n in imported} & names
+            edges |= subs or {module}
+            if len(subs) < len(imported):  # names defined in the module itself
+                edges.add(module)
+        graph[here] = {e for e in edges if e in names and e != here}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (its modules in order, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_cycle_check_finds_a_known_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycle_anywhere_in_the_library():
+    """Inside packages as well as between them (train <-> batched and benchmarks <-> tasks were)."""
+    graph = _module_graph()
+    assert "optbias.continual.batched" in graph["optbias.continual.train"]  # the graph sees real edges
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)

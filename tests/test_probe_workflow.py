@@ -14,6 +14,7 @@ import torch
 
 from conftest import TINY_CONFIG, scheduled, snakemake, write_config
 from optbias.continual import tasks as tasks_mod
+from optbias.continual.benchmarks import DEFAULT_PAIRS
 from optbias.probes import run as probe_run
 
 
@@ -34,7 +35,7 @@ def _fake_data(n_per_class: int = 6) -> dict[str, torch.Tensor]:
 
 def test_probe_set_covers_every_class_and_is_fixed():
     data = _fake_data()
-    for tasks in (tasks_mod.class_incremental(data), tasks_mod.permuted(data, n_tasks=3)):
+    for tasks in (tasks_mod.class_incremental(data, DEFAULT_PAIRS), tasks_mod.permuted(data, n_tasks=3)):
         x, y = probe_run.probe_set(tasks, per_class=4, seed=0)
         assert torch.bincount(y).tolist() == [4] * 10 and x.shape == (40, 784)
         x2, y2 = probe_run.probe_set(tasks, per_class=4, seed=0)

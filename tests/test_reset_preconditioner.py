@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from optbias import data, fileio
-from optbias.continual import resume, settings, train
+from optbias.continual import runio, settings, train
 from optbias.optim.shampoo import Shampoo
 from optbias.optim.stacked_shampoo import StackedShampoo
 
@@ -164,7 +164,7 @@ def test_a_run_with_reset_preconditioner_resumes_to_identical_outputs(dataset, t
         pass
 
     run = tmp_path / "resumed/seed0"
-    state = resume.state_path(run / "metrics.json")
+    state = runio.state_path(run / "metrics.json")
     real, calls = train.run_epoch, {"n": 0}
 
     def stop_in_task_2(*args, **kwargs):  # tasks 0 and 1 done (2 epochs each), stopped inside task 2
@@ -177,7 +177,7 @@ def test_a_run_with_reset_preconditioner_resumes_to_identical_outputs(dataset, t
         patch.setattr(train, "run_epoch", stop_in_task_2)
         with pytest.raises(Stop):
             train.train_run(s, dataset, run / "metrics.json", run / "checkpoints", progress=False, resume_path=state)
-    assert len(torch.load(state, weights_only=True)["R"]) == 2
+    assert torch.load(state, weights_only=True)["done"] == 2
     train.train_run(s, dataset, run / "metrics.json", run / "checkpoints", progress=False, resume_path=state)
     assert strip_timing(fileio.load_json(run / "metrics.json")) == strip_timing(fileio.load_json(whole / "metrics.json"))
     for i in range(3):

@@ -1,4 +1,4 @@
-"""Resume at task granularity (optbias.continual.resume): an interrupted run continues after its
+"""Resume at task granularity (optbias.continual.runio): an interrupted run continues after its
 last completed task, a finished seed is not trained again, and the outputs equal an uninterrupted
 run's byte for byte (timing aside). Two ways to interrupt: an exception inside a task (every
 optimizer family, fast), and a real SIGKILL of a Snakemake training job (the sequence of issue 16).
@@ -18,7 +18,7 @@ import torch
 
 from conftest import REPO, scheduled, snakemake, write_config
 from optbias import data, fileio
-from optbias.continual import resume, train
+from optbias.continual import runio, train
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +89,13 @@ def test_a_run_interrupted_mid_task_resumes_to_identical_outputs(dataset, tmp_pa
         assert result["optimizer_diagnostics"]["factored_updates"] > 0, result["optimizer_diagnostics"]
 
     run = tmp_path / "resumed/seed0"
-    state = resume.state_path(run / "metrics.json")
+    state = runio.state_path(run / "metrics.json")
     assert state == tmp_path / "resumed/seed0.resume.pt"  # outside the run's directory (a job output)
     with monkeypatch.context() as patch:
         interrupt_after(patch, epochs=3)  # task 0 done (2 epochs), stopped inside task 1's second epoch
         with pytest.raises(Stop):
             train.train_run(s, dataset, run / "metrics.json", run / "checkpoints", progress=False, resume_path=state)
-    assert not (run / "metrics.json").exists() and len(torch.load(state, weights_only=True)["R"]) == 1
+    assert not (run / "metrics.json").exists() and torch.load(state, weights_only=True)["done"] == 1
     (run / "checkpoints/task0.pt").unlink()  # as Snakemake removes a failed job's outputs
 
     with monkeypatch.context() as patch:
@@ -135,7 +135,7 @@ def test_a_finished_seed_is_restored_not_retrained_and_states_go_once_the_job_is
 
 def test_a_state_saved_for_another_spec_is_ignored(dataset, tmp_path, monkeypatch, capsys):
     run = tmp_path / "seed0"
-    state = resume.state_path(run / "metrics.json")
+    state = runio.state_path(run / "metrics.json")
     with monkeypatch.context() as patch:
         interrupt_after(patch, epochs=3)
         with pytest.raises(Stop):
@@ -152,7 +152,7 @@ def test_a_state_saved_on_other_data_is_ignored(dataset, tmp_path, monkeypatch, 
     other = tmp_path / "other.pt"
     data.fetch("mnist-5k", other, {"test_fraction": 0.3, "split_seed": 1})
     s, run = spec({"type": "sgd", "lr": 0.05}), tmp_path / "seed0"
-    state = resume.state_path(run / "metrics.json")
+    state = runio.state_path(run / "metrics.json")
     with monkeypatch.context() as patch:
         interrupt_after(patch, epochs=3)
         with pytest.raises(Stop):
@@ -167,7 +167,7 @@ def test_removing_a_state_removes_what_a_kill_during_its_save_left(tmp_path):
     leftovers = [state, tmp_path / ".seed0.resume.pt.x1y2.tmp"]
     for f in leftovers:
         f.write_bytes(b"partial")
-    resume.remove(state)
+    runio.remove(state)
     assert not any(f.exists() for f in leftovers)
 
 
@@ -207,7 +207,7 @@ def kill_job_when(proc: subprocess.Popen, workdir: Path, state: Path, tasks_done
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the job ended before it could be killed"
         try:
-            if state.is_file() and len(torch.load(state, weights_only=True).get("R") or []) >= tasks_done:
+            if state.is_file() and torch.load(state, weights_only=True).get("done", 0) >= tasks_done:
                 break
         except Exception:  # noqa: BLE001 -- replaced between is_file() and load(): look again
             pass

@@ -1,26 +1,32 @@
-"""Resume state of a training run: what a killed or preempted run needs to continue where it was.
+"""A training run's input and output: its tasks, its results, its checkpoints and its resume state.
 
-After each task, ``train_run`` saves one file (atomically, ``fileio.atomic_torch_save``) holding
+Tasks: ``load_tasks`` builds the run's benchmark on the device, with held-out parts for the sweep.
+Results: ``run_result`` assembles a run's metrics.json (``RunMetrics``); ``write_outputs`` writes
+the checkpoints, then the metrics.json, last, so its presence means the run completed.
 
-* the key it was saved under (``run_key``): the spec, the dataset's and the library's SHA-256,
-  torch's version and the device; a state saved under another key is never resumed;
-* the model's and the optimizer's state_dicts, the batch-order generator's state, torch's global
-  RNG state (CPU, and CUDA when the run is on a GPU) and numpy's legacy global one (which a library
-  optimizer may draw from: pytorch_optimizer's Kron does);
-* the rows of R (and of R_val) so far, the loss curve, the loss log's open window, the step count,
-  the wall time spent so far, and the checkpoint of every finished task;
-* once the run has finished, its metrics.json text as well (``result``): a rerun of the job
-  restores the finished seeds from here instead of training them again.
+Resume state: what a killed or preempted job needs to continue where it was. After each task, the
+training loop (``optbias.continual.loop``) saves one file (atomically, ``fileio.atomic_torch_save``)
+holding
+
+* the key it was saved under (``run_key`` of every run of the job): the spec, the dataset's and the
+  library's SHA-256, torch's version and the device; a state saved under another key is never resumed;
+* the weights and the optimizer's state_dict, every run's batch-order generator state, torch's
+  global RNG state (CPU, and CUDA when the run is on a GPU) and numpy's legacy global one (which a
+  library optimizer may draw from: pytorch_optimizer's Kron does);
+* the rows of R (and of R_val) so far, the loss curves, the loss logs' open windows, the step
+  count, the wall time spent so far, and the checkpoint of every finished task;
+* once the job's runs have finished, their metrics.json texts as well (``results``): a rerun of the
+  job restores the finished runs from here instead of training them again.
 
 Where: next to the run's directory, ``<run dir>.resume.pt`` (``data/runs/permuted/sgd/seed0`` ->
-``data/runs/permuted/sgd/seed0.resume.pt``). That file is no output of any rule, so Snakemake's
-removal of a failed job's outputs leaves it in place; ``optbias.continual.train.train_runs``
-deletes it once every run of the job is complete. (A job whose seeds are batched keeps one state
-for all of them instead, ``<first run dir>.batched.pt``: ``optbias.continual.batched``.)
+``data/runs/permuted/sgd/seed0.resume.pt``); a job whose seeds are batched keeps one state for all
+of them, ``<first run dir>.batched.pt`` (``batched_state_path``). That file is no output of any
+rule, so Snakemake's removal of a failed job's outputs leaves it in place;
+``optbias.continual.train.train_runs`` deletes it once every run of the job is complete.
 
-Why it is exact: training draws randomness only from the batch-order generator (and torch's and
-numpy's global RNGs, saved too), and every number that goes on is restored bit for bit. So a resumed run's
-metrics.json and checkpoints equal an uninterrupted run's byte for byte on the same machine and
+Why it is exact: training draws randomness only from the batch-order generators (and torch's and
+numpy's global RNGs, saved too), and every number that goes on is restored bit for bit. So a resumed
+run's metrics.json and checkpoints equal an uninterrupted run's byte for byte on the same machine and
 thread count, timing aside (tests/test_resume.py).
 """
 
@@ -28,13 +34,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import fileio
+from .. import data, fileio
+from ..engine import device_name, machine
+from . import benchmarks, metrics
+from .tasks import Task, split_validation
+from .types import RunMetrics, RunSpec
 
 
 def state_path(metrics_path: str | Path) -> Path:
@@ -43,7 +54,13 @@ def state_path(metrics_path: str | Path) -> Path:
     return run_dir.with_name(run_dir.name + ".resume.pt")
 
 
-FORMAT = 1  # the layout of a state file; a state of another format is not used
+def batched_state_path(metrics_paths: list[str | Path]) -> Path:
+    """A batched job's one resume state: beside its first run's directory, ``<run dir>.batched.pt``."""
+    run_dir = Path(metrics_paths[0]).parent
+    return run_dir.with_name(run_dir.name + ".batched.pt")
+
+
+FORMAT = 2  # the layout of a state file; a state of another format is not used
 
 
 def run_key(spec: dict[str, Any], dataset_path: str | Path, device: torch.device) -> dict[str, Any]:
@@ -71,7 +88,8 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The resume state at ``path`` saved under ``key`` (``run_key``), or None when there is none to use.
+    """The resume state at ``path`` saved under ``key`` (``{"runs": [run_key of each run of the job]}``),
+    or None when there is none to use.
 
     A state saved under another key (the config, the data, the code, torch or the device changed
     since), or one that cannot be read, is not used: the run starts from task 0, and a line says
@@ -88,11 +106,19 @@ def load(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
         return None
     saved = state.get("key") if isinstance(state, dict) else None
     if saved != key:
-        changed = [k for k in key if not isinstance(saved, dict) or saved.get(k) != key[k]]
-        print(f"resume: ignoring {path}, which was saved for another {', '.join(changed)} "
+        print(f"resume: ignoring {path}, which was saved for another {', '.join(_changed(saved, key))} "
               "(spec: the config changed); starting from task 0", flush=True)
         return None
     return state
+
+
+def _changed(saved: Any, key: dict[str, Any]) -> list[str]:
+    """The fields of ``run_key`` in which ``saved`` differs from ``key`` (both: ``{"runs": [run keys]}``),
+    or ``["runs"]`` when they do not hold the same number of runs."""
+    old = saved.get("runs") if isinstance(saved, dict) else None
+    if not isinstance(old, list) or len(old) != len(key["runs"]) or not all(isinstance(o, dict) for o in old):
+        return ["runs"]
+    return [k for k in key["runs"][0] if any(o.get(k) != new[k] for o, new in zip(old, key["runs"]))]
 
 
 def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
@@ -151,3 +177,72 @@ def remove(path: str | Path) -> None:
     path.unlink(missing_ok=True)
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def load_tasks(spec: RunSpec, dataset_path: str | Path, device: torch.device) -> tuple[list[Task], list[Task]]:
+    """The run's tasks on ``device``, and their held-out parts when ``train.validation_fraction > 0``
+    (else an empty list). The split depends on the task only, never on the seed: every optimizer and
+    seed sees the same one. Raises ``DataError`` when the dataset fails its checksum."""
+    tasks = benchmarks.get(spec["benchmark"]).build(data.load(dataset_path), spec["benchmark_cfg"])
+    val_tasks: list[Task] = []
+    val_fraction = float(spec["train"].get("validation_fraction", 0.0))
+    if val_fraction > 0:
+        tasks, val_tasks = map(list, zip(*(split_validation(t, val_fraction, k) for k, t in enumerate(tasks))))
+        val_tasks = [t.to(device) for t in val_tasks]
+    return [t.to(device) for t in tasks], val_tasks
+
+
+def run_result(spec: RunSpec, tasks: list[Task], status: str, error: str | None, R: list[list[float]],
+               R_val: list[list[float]] | None, curve: dict, steps: int, counters: dict, device: torch.device,
+               timing: dict[str, float]) -> RunMetrics:
+    """A run's metrics.json (``RunMetrics``) from what its training recorded. ``R``: the rows of the
+    tasks trained (T x T when ``status`` is ok); ``R_val``: the held-out rows, or None when nothing
+    was held out; ``timing``: wall time and durations, the only fields that differ between two runs
+    of the same spec on the same device."""
+    result: RunMetrics = {
+        "benchmark": spec["benchmark"],
+        "optimizer": spec["optimizer"],
+        "seed": int(spec["seed"]),
+        "spec": spec,
+        "tasks": [t.name for t in tasks],
+        "status": status,
+        "error": error,
+        "R": R,
+        **(metrics.summarize(R) if status == "ok" else {}),
+        "loss_curve": curve,
+        "steps": steps,
+        "optimizer_diagnostics": counters,
+        "device": device_name(device),
+        "torch_version": torch.__version__,
+        "platform": platform.machine(),
+        "machine": machine(),  # which machine made these numbers (docs/reproducibility.md)
+        "timing": timing,
+    }
+    if R_val is not None:
+        result["R_val"] = R_val
+        # The sweep's selection score: accuracy on the task being learned, on held-out data.
+        result["validation_score"] = (sum(R_val[i][i] for i in range(len(tasks))) / len(tasks)
+                                      if status == "ok" else None)
+    return result
+
+
+def write_outputs(result: RunMetrics, checkpoints: list[dict[str, torch.Tensor]], metrics_path: str | Path | None,
+                  checkpoint_dir: str | Path | None) -> RunMetrics:
+    """Write a run's checkpoints (when ``checkpoint_dir``), then its metrics.json (last: its presence
+    means the run completed); return ``result``."""
+    if checkpoint_dir is not None:
+        for i, state_dict in enumerate(checkpoints):
+            fileio.atomic_torch_save(state_dict, fileio.checkpoint_path(checkpoint_dir, i))
+    if metrics_path is not None:
+        fileio.atomic_write_json(metrics_path, result)
+    return result
+
+
+def describe(result: RunMetrics) -> str:
+    """One line for a job's log: the run, its headline metrics, time and device (or how it ended)."""
+    where = f"{result['benchmark']}/{result['optimizer']}/seed{result['seed']}"
+    if result["status"] != "ok":
+        return f"{result['status']}: {result['error']}"  # the error names the run
+    return (f"{where}: average accuracy {result['average_accuracy']:.4f}, average forgetting "
+            f"{result['average_forgetting']:.4f}, BWT {result['bwt']:.4f}, {result['timing']['wall_time_s']:.1f} s "
+            f"on {result['device']}")

@@ -2,7 +2,7 @@
 
 Pixels are scaled to [0, 1] here, once, so that training and probes see the same inputs.
 
-* ``class_incremental``: one task per group of classes (by default the digit pairs (0,1), ...,
+* ``class_incremental``: one task per group of classes (the benchmark's: the digit pairs (0,1), ...,
   (8,9)), one shared 10-way head and no task id at test time (labels keep their digit value).
 * ``permuted``: T tasks on all ten digits; task 0 is the identity permutation, task t > 0 a fixed
   pixel permutation drawn from ``permutation_seed`` and t.
@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..data import stratified_split
-from .benchmarks import DEFAULT_PAIRS
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,10 @@ def _pixels(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32) / 255.0
 
 
-def class_incremental(data: dict[str, torch.Tensor], pairs=DEFAULT_PAIRS) -> list[Task]:
-    """One task per group of classes; classes never mix across tasks."""
+def class_incremental(data: dict[str, torch.Tensor], pairs: list[tuple[int, ...]]) -> list[Task]:
+    """One task per group of classes (``pairs``: the groups in training order; the benchmark's are
+    ``benchmarks.DEFAULT_PAIRS``); classes never mix across tasks. Raises ``ValueError`` when a
+    class appears in two groups."""
     seen: set[int] = set()
     for group in pairs:
         if seen & set(group):
