@@ -1,5 +1,6 @@
 # Helpers of every rules file: config validation, the constants of the DAG, run specs, output
-# lists. The rules files hold rules only (snakemake --lint wants rules and functions apart). The
+# lists, and the template of the figure rules (figure_rule). The rules files hold rules and
+# figure_rule calls only (snakemake --lint wants rules and functions apart). The
 # run specs themselves are built by the library (optbias.specs, tested there); the functions here
 # only hand it `config` and the wildcards.
 #
@@ -261,43 +262,70 @@ def training_outputs():
     return list(dict.fromkeys(files))  # the ablation's base runs are headline runs: listed once
 
 
-def with_png_twins(files):
-    """``files`` plus the PNG that each figure rule writes next to its PDF."""
-    return [g for f in files for g in ([f, f[:-4] + ".png"] if f.startswith("figures/") and f.endswith(".pdf") else [f])]
-
-
 def all_outputs():
     """Every output of the config, data and training runs included (``training_outputs``): deleting
-    any of them makes `snakemake` rebuild it and what depends on it (tests/test_targets.py)."""
+    any of them makes `snakemake` rebuild it and what depends on it (tests/test_targets.py). The
+    figures are those their figure_rule declares wanted (``FIGURE_TARGETS``)."""
     outputs = [*DATA.values(), *training_outputs()]
     outputs += expand("data/summary/{benchmark}.json", benchmark=BENCHMARKS)
-    outputs += expand("figures/accuracy_matrices_{benchmark}.pdf", benchmark=BENCHMARKS)
-    if "class_incremental" in BENCHMARKS:
-        outputs.append("figures/class_incremental_final_accuracy.pdf")
-    if "permuted" in BENCHMARKS:
-        outputs.append("figures/permuted_first_task_accuracy.pdf")
     if SWEEP:
-        outputs += ["data/sweep/selected.json", "figures/lr_sweep.pdf"]
+        outputs.append("data/sweep/selected.json")
     if ABLATION:
-        outputs += ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md", "figures/shampoo_ablation.pdf"]
+        outputs += ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md"]
     if BUDGET:
-        outputs += ["data/budget/selected.json", "data/summary/budget_sensitivity.json", "figures/budget_sensitivity.pdf"]
+        outputs += ["data/budget/selected.json", "data/summary/budget_sensitivity.json"]
     if POWERPROP:
-        outputs += ["data/summary/powerprop.json", f"{PP_DIR}/equivalence.json",
-                    "figures/powerprop_weight_magnitudes.pdf", "figures/powerprop_pruning.pdf"]
+        outputs += ["data/summary/powerprop.json", f"{PP_DIR}/equivalence.json"]
     outputs.append("data/metrics/headline.json")  # versioned by DVC, with the curves (versioning.smk)
     outputs += expand("data/metrics/curves/{benchmark}/{optimizer}.csv", benchmark=BENCHMARKS, optimizer=OPTIMIZERS)
     outputs += all_benchmarks(probe_outputs)
     outputs += expand("data/summary/probes_{benchmark}.json", benchmark=BENCHMARKS)
     outputs.append("data/summary/weight_distance.json")  # claim 9, weights
     outputs.append("data/summary/solution_distance.json")  # claim 9: function, weights, representation, with floors
-    outputs += ["figures/effective_rank.pdf", "figures/probe_vs_head_accuracy.pdf"]
-    if "class_incremental" in BENCHMARKS:
-        outputs += ["figures/cross_class_cosine_class_incremental.pdf", "figures/paper_figure_class_incremental.pdf"]
+    outputs += FIGURE_TARGETS
     if PAPER:
         outputs += ["paper/audit.md", "data/audit.json", "paper/verdicts.json", "paper/build/paper.html",
                     "paper/build/explore.ipynb", "paper/build/explore.html"]
-    return list(dict.fromkeys(with_png_twins(outputs)))
+    return list(dict.fromkeys(outputs))
+
+
+# ---- the figure rules: one template, figure_rule, called once per figure by the rules files. Each
+# figure's rule, script and library function share one name: figure_rule("continual", "final_accuracy",
+# ...) runs workflow/scripts/continual/final_accuracy.py, which calls optbias.continual.figures.final_accuracy
+# (tests/test_layout.py). A Python template rather than rule inheritance (`use rule`), because each
+# figure runs a script of its own, and `script` is not among what a `with` block may change.
+FIGURE_TARGETS = []  # the PDF and PNG of every figure the config wants, in order of definition (all_outputs)
+
+
+def figure_rule(stage, name, doc, figure, inputs, caption, category, params, more_code=(), when=True):
+    """Define figure rule ``name`` of ``stage``. From ``inputs`` (name -> files or an input function)
+    and ``params`` (order, title) it draws figures/<figure>.pdf (in the report with ``caption`` and
+    ``category``) and its PNG twin, logging to logs/figures/<figure>.log; its code inputs are
+    optbias.<stage>.figures, ``more_code`` and plotting. ``figure`` may hold {benchmark}. The figure
+    (one per benchmark, with {benchmark}) is a target of `all` when ``when`` holds: when the config
+    has the blocks it draws."""
+    rule:
+        name: name
+        input:
+            **inputs,
+            code=code(f"{stage}/figures.py", *more_code, "plotting.py"),
+        output:
+            pdf=report(f"figures/{figure}.pdf", caption=caption, category=category),
+            png=f"figures/{figure}.png",
+        params:
+            **params,
+        message:
+            "figure {output.pdf}"
+        log:
+            f"logs/figures/{figure}.log",
+        conda:
+            ENV
+        script:
+            f"../scripts/{stage}/{name}.py"
+    workflow.get_rule(name).docstring = doc  # a rule block takes only a literal docstring
+    if when:
+        FIGURE_TARGETS.extend(f"figures/{stem}.{ext}" for stem in expand(figure, benchmark=BENCHMARKS)
+                              for ext in ("pdf", "png"))
 
 
 # ---- the paper and the claims audit (workflow/rules/paper.smk)

@@ -254,130 +254,65 @@ rule summarize_budget:
         "../scripts/continual/summarize_budget.py"
 
 
-# ---- figures: rule, script and function share one name (optbias.continual.figures.<name>)
+# ---- figures: figure_rule (common.smk), one call per figure; rule, script and function share one name
+# (optbias.continual.figures.<name>)
 
 
-rule final_accuracy:
-    """Figure, the paper's left panel: final accuracy on each digit pair, per optimizer."""
-    input:
-        metrics=run_metrics("class_incremental"),
-        code=code("continual/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/class_incremental_final_accuracy.pdf",
-                   caption="../report/class_incremental_final_accuracy.rst", category="Continual learning"),
-        png="figures/class_incremental_final_accuracy.png",
-    params:
-        order=OPTIMIZERS,
-        title=f"Class-incremental {DATASET_NAME}: accuracy of the final model per pair",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/class_incremental_final_accuracy.log",
-    conda:
-        ENV
-    script:
-        "../scripts/continual/final_accuracy.py"
+figure_rule(
+    "continual", "final_accuracy",
+    "Figure, the paper's left panel: final accuracy on each digit pair, per optimizer.",
+    figure="class_incremental_final_accuracy",
+    inputs={"metrics": run_metrics("class_incremental")},
+    caption="../report/class_incremental_final_accuracy.rst", category="Continual learning",
+    params={"order": OPTIMIZERS, "title": f"Class-incremental {DATASET_NAME}: accuracy of the final model per pair"},
+    when="class_incremental" in BENCHMARKS,
+)
 
+figure_rule(
+    "continual", "first_task_accuracy",
+    "Figure, permuted MNIST: accuracy on task 1 after each task, per optimizer.",
+    figure="permuted_first_task_accuracy",
+    inputs={"metrics": run_metrics("permuted")},
+    caption="../report/permuted_first_task_accuracy.rst", category="Continual learning",
+    params={"order": OPTIMIZERS, "title": f"Permuted {DATASET_NAME}: accuracy on task 1"},
+    when="permuted" in BENCHMARKS,
+)
 
-rule first_task_accuracy:
-    """Figure, permuted MNIST: accuracy on task 1 after each task, per optimizer."""
-    input:
-        metrics=run_metrics("permuted"),
-        code=code("continual/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/permuted_first_task_accuracy.pdf",
-                   caption="../report/permuted_first_task_accuracy.rst", category="Continual learning"),
-        png="figures/permuted_first_task_accuracy.png",
-    params:
-        order=OPTIMIZERS,
-        title=f"Permuted {DATASET_NAME}: accuracy on task 1",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/permuted_first_task_accuracy.log",
-    conda:
-        ENV
-    script:
-        "../scripts/continual/first_task_accuracy.py"
+figure_rule(
+    "continual", "accuracy_matrices",
+    "Figure: heatmaps of the accuracy matrix R (mean over seeds), one per optimizer.",
+    figure="accuracy_matrices_{benchmark}",
+    inputs={"metrics": lambda w: run_metrics(w.benchmark)},
+    caption="../report/accuracy_matrices.rst", category="Continual learning",
+    params={"order": OPTIMIZERS, "title": lambda w: f"Accuracy matrix, {w.benchmark}"},
+)
 
+figure_rule(
+    "continual", "lr_sweep",
+    "Figure: validation score against learning rate, per swept optimizer and benchmark.",
+    figure="lr_sweep",
+    inputs={"selected": "data/sweep/selected.json"},
+    caption="../report/lr_sweep.rst", category="Protocol",
+    params={"title": "Learning-rate sweep (validation seeds, held-out split)"},
+    when=bool(SWEEP),
+)
 
-rule accuracy_matrices:
-    """Figure: heatmaps of the accuracy matrix R (mean over seeds), one per optimizer."""
-    input:
-        metrics=lambda w: run_metrics(w.benchmark),
-        code=code("continual/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/accuracy_matrices_{benchmark}.pdf",
-                   caption="../report/accuracy_matrices.rst", category="Continual learning"),
-        png="figures/accuracy_matrices_{benchmark}.png",
-    params:
-        order=OPTIMIZERS,
-        title=lambda w: f"Accuracy matrix, {w.benchmark}",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/accuracy_matrices_{benchmark}.log",
-    conda:
-        ENV
-    script:
-        "../scripts/continual/accuracy_matrices.py"
+figure_rule(
+    "continual", "budget_sensitivity",
+    "Figure: forgetting, accuracy on old tasks and learning accuracy against epochs per task.",
+    figure="budget_sensitivity",
+    inputs={"summary": "data/summary/budget_sensitivity.json"},
+    caption="../report/budget_sensitivity.rst", category="Protocol",
+    params={"title": "Forgetting against the training budget"},
+    when=bool(BUDGET),
+)
 
-
-rule lr_sweep:
-    """Figure: validation score against learning rate, per swept optimizer and benchmark."""
-    input:
-        selected="data/sweep/selected.json",
-        code=code("continual/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/lr_sweep.pdf", caption="../report/lr_sweep.rst", category="Protocol"),
-        png="figures/lr_sweep.png",
-    params:
-        title="Learning-rate sweep (validation seeds, held-out split)",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/lr_sweep.log",
-    conda:
-        ENV
-    script:
-        "../scripts/continual/lr_sweep.py"
-
-
-rule budget_sensitivity:
-    """Figure: forgetting, accuracy on old tasks and learning accuracy against epochs per task."""
-    input:
-        summary="data/summary/budget_sensitivity.json",
-        code=code("continual/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/budget_sensitivity.pdf", caption="../report/budget_sensitivity.rst", category="Protocol"),
-        png="figures/budget_sensitivity.png",
-    params:
-        title="Forgetting against the training budget",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/budget_sensitivity.log",
-    conda:
-        ENV
-    script:
-        "../scripts/continual/budget_sensitivity.py"
-
-
-rule shampoo_ablation:
-    """Figure: average forgetting and accuracy per Shampoo variant, per benchmark."""
-    input:
-        summary="data/summary/shampoo_ablation.json",
-        code=code("continual/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/shampoo_ablation.pdf", caption="../report/shampoo_ablation.rst", category="Shampoo"),
-        png="figures/shampoo_ablation.png",
-    params:
-        title="Which Shampoo ingredient reduces forgetting?",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/shampoo_ablation.log",
-    conda:
-        ENV
-    script:
-        "../scripts/continual/shampoo_ablation.py"
+figure_rule(
+    "continual", "shampoo_ablation",
+    "Figure: average forgetting and accuracy per Shampoo variant, per benchmark.",
+    figure="shampoo_ablation",
+    inputs={"summary": "data/summary/shampoo_ablation.json"},
+    caption="../report/shampoo_ablation.rst", category="Shampoo",
+    params={"title": "Which Shampoo ingredient reduces forgetting?"},
+    when=bool(ABLATION),
+)

@@ -69,47 +69,26 @@ rule powerprop_equivalence:
         "../scripts/powerprop/powerprop_equivalence.py"
 
 
-# ---- figures: rule, script and function share one name (optbias.powerprop.figures.<name>)
+# ---- figures: figure_rule (common.smk), one call per figure; rule, script and function share one name
+# (optbias.powerprop.figures.<name>)
 
 
-rule magnitude_histograms:
-    """Figure: weight-magnitude histograms (log10|w|) per method."""
-    input:
-        results=powerprop_results(),
-        code=code("powerprop/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/powerprop_weight_magnitudes.pdf", caption="../report/powerprop_weight_magnitudes.rst",
-                   category="Powerprop"),
-        png="figures/powerprop_weight_magnitudes.png",
-    params:
-        order=PP_METHODS,
-        title="Weight magnitudes after training (one task, all digits)",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/powerprop_weight_magnitudes.log",
-    conda:
-        ENV
-    script:
-        "../scripts/powerprop/magnitude_histograms.py"
+figure_rule(
+    "powerprop", "magnitude_histograms",
+    "Figure: weight-magnitude histograms (log10|w|) per method.",
+    figure="powerprop_weight_magnitudes",
+    inputs={"results": powerprop_results()},
+    caption="../report/powerprop_weight_magnitudes.rst", category="Powerprop",
+    params={"order": PP_METHODS, "title": "Weight magnitudes after training (one task, all digits)"},
+    when=bool(POWERPROP),
+)
 
-
-rule pruning_curves:
-    """Figure: test accuracy after global magnitude pruning against the pruned fraction, per method."""
-    input:
-        results=powerprop_results(),
-        code=code("powerprop/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/powerprop_pruning.pdf", caption="../report/powerprop_pruning.rst", category="Powerprop"),
-        png="figures/powerprop_pruning.png",
-    params:
-        order=PP_METHODS,
-        title="Accuracy under magnitude pruning",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/powerprop_pruning.log",
-    conda:
-        ENV
-    script:
-        "../scripts/powerprop/pruning_curves.py"
+figure_rule(
+    "powerprop", "pruning_curves",
+    "Figure: test accuracy after global magnitude pruning against the pruned fraction, per method.",
+    figure="powerprop_pruning",
+    inputs={"results": powerprop_results()},
+    caption="../report/powerprop_pruning.rst", category="Powerprop",
+    params={"order": PP_METHODS, "title": "Accuracy under magnitude pruning"},
+    when=bool(POWERPROP),
+)

@@ -93,92 +93,47 @@ rule solution_distance:
         "../scripts/probes/solution_distance.py"
 
 
-# ---- figures: rule, script and function share one name (optbias.probes.figures.<name>)
+# ---- figures: figure_rule (common.smk), one call per figure; rule, script and function share one name
+# (optbias.probes.figures.<name>)
 
 
-rule cosine_heatmaps:
-    """Figure B of the paper: cross-class cosine similarity of class means, one heatmap per optimizer."""
-    input:
-        probes=probe_outputs("class_incremental"),
-        code=code("probes/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/cross_class_cosine_class_incremental.pdf",
-                   caption="../report/cross_class_cosine.rst", category="Representations"),
-        png="figures/cross_class_cosine_class_incremental.png",
-    params:
-        order=OPTIMIZERS,
-        title=f"Class-incremental {DATASET_NAME}: cosine similarity of class-mean representations",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/cross_class_cosine_class_incremental.log",
-    conda:
-        ENV
-    script:
-        "../scripts/probes/cosine_heatmaps.py"
+figure_rule(
+    "probes", "cosine_heatmaps",
+    "Figure B of the paper: cross-class cosine similarity of class means, one heatmap per optimizer.",
+    figure="cross_class_cosine_class_incremental",
+    inputs={"probes": probe_outputs("class_incremental")},
+    caption="../report/cross_class_cosine.rst", category="Representations",
+    params={"order": OPTIMIZERS,
+            "title": f"Class-incremental {DATASET_NAME}: cosine similarity of class-mean representations"},
+    when="class_incremental" in BENCHMARKS,
+)
 
+figure_rule(
+    "probes", "effective_rank_curves",
+    "Figure: effective rank of each hidden layer against tasks seen, per optimizer, every benchmark.",
+    figure="effective_rank",
+    inputs={"probes": all_benchmarks(probe_outputs)},
+    caption="../report/effective_rank.rst", category="Representations",
+    params={"order": OPTIMIZERS, "title": "Effective rank of the hidden representations"},
+)
 
-rule effective_rank_curves:
-    """Figure: effective rank of each hidden layer against tasks seen, per optimizer, every benchmark."""
-    input:
-        probes=all_benchmarks(probe_outputs),
-        code=code("probes/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/effective_rank.pdf", caption="../report/effective_rank.rst", category="Representations"),
-        png="figures/effective_rank.png",
-    params:
-        order=OPTIMIZERS,
-        title="Effective rank of the hidden representations",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/effective_rank.log",
-    conda:
-        ENV
-    script:
-        "../scripts/probes/effective_rank_curves.py"
+figure_rule(
+    "probes", "probe_vs_head",
+    "Figure, representation forgetting: linear-probe vs head accuracy on old tasks after the last task.",
+    figure="probe_vs_head_accuracy",
+    inputs={"probes": all_benchmarks(probe_outputs)},
+    caption="../report/probe_vs_head_accuracy.rst", category="Representations",
+    params={"order": OPTIMIZERS, "title": "Old tasks after the last task: linear probe vs head"},
+)
 
-
-rule probe_vs_head:
-    """Figure, representation forgetting: linear-probe vs head accuracy on old tasks after the last task."""
-    input:
-        probes=all_benchmarks(probe_outputs),
-        code=code("probes/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/probe_vs_head_accuracy.pdf", caption="../report/probe_vs_head_accuracy.rst",
-                   category="Representations"),
-        png="figures/probe_vs_head_accuracy.png",
-    params:
-        order=OPTIMIZERS,
-        title="Old tasks after the last task: linear probe vs head",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/probe_vs_head_accuracy.log",
-    conda:
-        ENV
-    script:
-        "../scripts/probes/probe_vs_head.py"
-
-
-rule paper_figure:
-    """Figure, the paper's class-incremental figure: final accuracy per pair next to the cosine heatmaps."""
-    input:
-        probes=probe_outputs("class_incremental"),
-        metrics=run_metrics("class_incremental"),
-        code=code("probes/figures.py", "continual/figures.py", "plotting.py"),
-    output:
-        pdf=report("figures/paper_figure_class_incremental.pdf", caption="../report/paper_figure.rst",
-                   category="Representations"),
-        png="figures/paper_figure_class_incremental.png",
-    params:
-        order=OPTIMIZERS,
-        title=f"Class-incremental {DATASET_NAME}: forgetting (left) and class overlap of the representations (right)",
-    message:
-        "figure {output.pdf}"
-    log:
-        "logs/figures/paper_figure_class_incremental.log",
-    conda:
-        ENV
-    script:
-        "../scripts/probes/paper_figure.py"
+figure_rule(
+    "probes", "paper_figure",
+    "Figure, the paper's class-incremental figure: final accuracy per pair next to the cosine heatmaps.",
+    figure="paper_figure_class_incremental",
+    inputs={"probes": probe_outputs("class_incremental"), "metrics": run_metrics("class_incremental")},
+    more_code=["continual/figures.py"],
+    caption="../report/paper_figure.rst", category="Representations",
+    params={"order": OPTIMIZERS, "title": f"Class-incremental {DATASET_NAME}: forgetting (left) and class overlap "
+                                          "of the representations (right)"},
+    when="class_incremental" in BENCHMARKS,
+)
