@@ -18,7 +18,8 @@ def test_registry_builds_each_known_type():
         if name in UNAVAILABLE:
             continue
         model = torch.nn.Linear(4, 3)
-        opt = optim.build({"type": name, "lr": 1e-3, **REQUIRED_EXTRAS.get(name, {})}, model.parameters(), name)
+        opt = optim.build({"type": name, "lr": 1e-3, **REQUIRED_EXTRAS.get(name, {})}, model.parameters(), name,
+                          model=model)  # as training builds it (OWM and Memory Shampoo hook the model)
         assert isinstance(opt, torch.optim.Optimizer)
         model(torch.randn(8, 4)).pow(2).mean().backward()
         opt.step()
@@ -34,7 +35,7 @@ def test_adam_entries_differ_only_by_lr():
 
 def test_unknown_type_lists_known_ones():
     with pytest.raises(optim.OptimizerConfigError, match="optimizers.mine: unknown optimizer type 'lion'; known types: "
-                       "adagrad, adam, adamw, muon, powerprop_adam, powerprop_sgd, psgd_kron, sgd, shampoo, soap; "
+                       "adagrad, adam, adamw, memory_shampoo, muon, owm, powerprop_adam, powerprop_sgd, psgd_kron, sgd, shampoo, soap; "
                        "or an installed optimizer class by its import path, e.g. torch.optim.NAdam"):
         optim.check("mine", {"type": "lion", "lr": 1e-4})
 

@@ -84,6 +84,12 @@ TYPES: dict[str, OptimizerType] = {
     # factors, roots and grafting norms of every run
     "shampoo": OptimizerType("optbias.optim.shampoo:Shampoo", step_cost=4.0,
                              stacked="optbias.optim.stacked_shampoo:StackedShampoo"),
+    # Orthogonal Weight Modification (Zeng et al. 2019): each layer's gradient times alpha (A + alpha I)^-1
+    # of its accumulated inputs; needs the model (attach)
+    "owm": OptimizerType("optbias.optim.owm:OWM"),
+    # ours (paper/designing_an_optimizer.md): Shampoo times an input memory alpha^p (S + alpha I)^-p;
+    # scheduled as Shampoo (one more root per layer, not measured separately)
+    "memory_shampoo": OptimizerType("optbias.optim.memory_shampoo:MemoryShampoo", step_cost=4.0),
     # SGD / Adam on Powerprop's v, written on w (need alpha)
     "powerprop_sgd": OptimizerType("optbias.optim.powerprop:PowerpropSGD"),
     "powerprop_adam": OptimizerType("optbias.optim.powerprop:PowerpropAdam"),

@@ -231,7 +231,7 @@ class Shampoo(PerParameterOptimizer):
 
     def _capture(self) -> None:
         """(Re)install the hooks on the attached model for the groups that have gradient_factors on."""
-        self.close()
+        Shampoo.close(self)  # the factors' hooks only (a subclass's close may remove more)
         model = self._model() if self._model is not None else None
         weights = {id(p) for g in self.param_groups if g.get("gradient_factors", False) for p in g["params"]}
         self._factors = GradientFactors(model, weights) if model is not None and weights else None
@@ -310,7 +310,7 @@ class Shampoo(PerParameterOptimizer):
         state["step"] = state.get("step", 0) + 1
 
         if p.ndim == 2:
-            direction = self._shampoo_direction(grad, state, group, self._take_factors(p, grad, group))
+            direction = self._matrix_direction(p, grad, state, group)
             if group["grafting"] != "none":
                 graft_norm, norm = self._graft_direction(grad, state, group).norm(), direction.norm()
                 direction = direction * torch.where(norm > 0, graft_norm / norm, torch.zeros_like(norm))
@@ -328,6 +328,11 @@ class Shampoo(PerParameterOptimizer):
         if group["momentum"] > 0:
             state["momentum_buffer"] = direction
         p.copy_(new_p)
+
+    def _matrix_direction(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
+                          group: dict[str, Any]) -> torch.Tensor:
+        """The direction of a 2-D parameter before grafting: L^-pL G R^-pR (a subclass may add to it)."""
+        return self._shampoo_direction(grad, state, group, self._take_factors(p, grad, group))
 
     def _take_factors(self, p: torch.Tensor, grad: torch.Tensor,
                       group: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
