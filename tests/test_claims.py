@@ -575,6 +575,25 @@ def test_pending_claims_are_well_formed_and_not_audited():
     assert not audited & {c["id"] for c in pending}
 
 
+def test_the_designed_optimizer_claims_are_the_declared_ones():
+    """Issue 33's M1-M6, declared in claims_pending.yaml with paper/designing_an_optimizer.md before
+    any continual-learning run of Memory Shampoo, OWM, EWC or SI: test, sides, direction and
+    threshold, wherever the claims file they sit in."""
+    claims = {c["id"]: c for c in C.load_claims_files(
+        [PAPER / "claims.yaml", PAPER / "claims_pending.yaml"]) if c["id"].startswith("M")}
+    declared = {
+        "M1": ("compare", "memory-shampoo", ["shampoo"], "<", 0.0, "permuted"),
+        "M2": ("compare", "memory-shampoo", ["shampoo"], ">", -0.01, "permuted"),
+        "M3": ("threshold", None, None, ">", 0.5, "class_incremental"),
+        "M4": ("compare", "owm", ["shampoo"], ">", 0.0, "class_incremental"),
+        "M5": ("compare", "memory-shampoo", ["ewc", "si"], ">", 0.0, "class_incremental"),
+        "M6": ("compare", "memory-shampoo", ["ewc", "si"], "<", 0.0, "permuted"),
+    }
+    assert {k: (c["test"]["type"], c["test"].get("a"), c["test"].get("b"), c["test"]["op"], c["test"]["threshold"],
+                c["output"].split("/")[-1].removesuffix(".json")) for k, c in claims.items()} == declared
+    assert "memory-shampoo" in claims["M3"]["metric"]["select"]
+
+
 def test_the_extended_claims_are_the_declared_ones():
     """paper/claims_extended.yaml, audited by config/extended.yaml: E3a, E3b, E4 as declared in
     claims_pending.yaml (commit of 2026-11-30, before any forgetting run of these optimizers), and
