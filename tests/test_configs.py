@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO, TINY_CONFIG, scheduled, snakemake, write_config
 from test_data import write_idx
@@ -23,7 +24,8 @@ def test_larger_config_builds_its_dag_without_data(tmp_path, name):
     proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(tmp_path / "config" / f"{name}.yaml"),
                      check=True, timeout=300)
     jobs = scheduled(proc.stdout + proc.stderr)
-    headline = 9 if name == "extended" else 6  # extended: Muon, SOAP and PSGD-Kron join the default's six
+    default = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["optimizers"])
+    headline = default + 3 if name == "extended" else default  # extended: Muon, SOAP and PSGD-Kron join
     assert jobs["train"] == 2 * headline and jobs["sweep_train"] > 0 and jobs["budget_validation"] > 0, jobs
     assert jobs["fetch"] == 1 and jobs["audit"] == 1
     assert not (tmp_path / "data").exists()  # a dry run fetches nothing

@@ -285,6 +285,8 @@ def check(config: dict) -> None:
         _check_validation_seeds("sweep.seeds", config["sweep"]["seeds"], list(config.get("seeds", [])))
     if config.get("budget"):
         check_budget(config)
+    if config.get("knobs"):
+        check_knobs(config)
     if config.get("paper"):
         check_explore(config)
     if config.get("powerprop"):
@@ -342,12 +344,36 @@ def check_budget(config: dict) -> None:
         raise ConfigError(f"budget.seeds: {extra} not in seeds {seeds}; the experiment reuses the headline runs at "
                           "the configured budget, so its seeds must be a subset of `seeds`")
     _check_validation_seeds("budget.validation_seeds", budget["validation_seeds"], seeds)
+    unknown = [n for n in budget.get("optimizers", []) if n not in config.get("optimizers", {})]
+    if unknown:
+        raise ConfigError(f"budget.optimizers: {unknown} are not optimizers of `optimizers` "
+                          f"({', '.join(config.get('optimizers', {}))})")
     for name, entry in budget["benchmarks"].items():
         epochs = config["benchmarks"][name]["epochs_per_task"]
         if epochs not in entry["grid"]:
             raise ConfigError(f"benchmarks.{name}.epochs_per_task is {epochs}, not a budget of budget.benchmarks.{name}.grid "
                               f"{entry['grid']}: the budget rule chooses from the grid, so set it to the rule's choice "
                               "(data/budget/selected.json) or add it to the grid")
+
+
+def check_knobs(config: dict) -> None:
+    """Check the ``knobs`` block (the retention rule): each name a headline optimizer whose entry sets
+    the option, a value of the grid, and a ``sweep`` block for the seeds. Raises ``ConfigError``
+    naming the key to fix."""
+    if not config.get("sweep"):
+        raise ConfigError("knobs: the retention rule runs on the sweep's validation seeds and held-out fraction; "
+                          "add a `sweep` block (seeds, validation_fraction, lrs)")
+    for name, knob in config["knobs"].items():
+        if name not in config.get("optimizers", {}):
+            raise ConfigError(f"knobs.{name}: not an optimizer of `optimizers` ({', '.join(config.get('optimizers', {}))})")
+        entry, option = config["optimizers"][name], knob["option"]
+        if option not in entry:
+            raise ConfigError(f"knobs.{name}.option: the entry optimizers.{name} does not set {option!r}; add "
+                              f"`{option}: <the rule's choice>` to it (data/knobs/selected.json)")
+        if float(entry[option]) not in [float(v) for v in knob["grid"]]:
+            raise ConfigError(f"optimizers.{name}.{option} is {entry[option]}, not a value of knobs.{name}.grid "
+                              f"{knob['grid']}: the retention rule chooses from the grid, so set it to the rule's "
+                              "choice (data/knobs/selected.json) or add it to the grid")
 
 
 def _check_validation_seeds(key: str, validation: list[int], reported: list[int]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import config as _config
 from . import optim
-from .continual import benchmarks
+from .continual import benchmarks, knobs
 
 
 def lr_label(lr: Any) -> str:
@@ -77,6 +77,21 @@ def sweep_spec(config: dict, benchmark: str, optimizer: str, lr: Any, seed: Any)
     """
     spec = run_spec(config, benchmark, optimizer, seed)
     spec["optimizer_cfg"] = {**spec["optimizer_cfg"], "lr": float(lr)}
+    spec["train"] = {**spec["train"], "validation_fraction": config["sweep"]["validation_fraction"],
+                     "on_divergence": "record"}
+    return spec
+
+
+def knob_spec(config: dict, benchmark: str, optimizer: str, value: Any, seed: Any) -> dict:
+    """A run of the retention rule (``optbias.continual.knobs``): ``run_spec`` with the entry's knob
+    (``knobs.<optimizer>.option``) set to ``float(value)``, and in ``train`` the sweep's
+    ``validation_fraction`` and ``on_divergence: record``, as a learning-rate sweep run has.
+
+    ``seed`` is a validation seed (``sweep.seeds``). Raises ``KeyError`` when the config has no
+    ``knobs`` entry for ``optimizer`` or no ``sweep`` block, and as ``run_spec`` does.
+    """
+    spec = run_spec(config, benchmark, optimizer, seed)
+    spec["optimizer_cfg"] = knobs.with_option(spec["optimizer_cfg"], config["knobs"][optimizer]["option"], value)
     spec["train"] = {**spec["train"], "validation_fraction": config["sweep"]["validation_fraction"],
                      "on_divergence": "record"}
     return spec

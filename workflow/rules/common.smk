@@ -81,6 +81,10 @@ BUDGET = config.get("budget", {})
 BUDGET_GRID = {b: [int(e) for e in c["grid"]] for b, c in BUDGET.get("benchmarks", {}).items()}
 BUDGET_SEEDS = [int(s) for s in BUDGET.get("seeds", [])]  # the experiment's, a subset of SEEDS
 BUDGET_VAL_SEEDS = [int(s) for s in BUDGET.get("validation_seeds", [])]
+BUDGET_OPTIMIZERS = list(BUDGET.get("optimizers", OPTIMIZERS))  # those the budget rule and experiment cover
+# The retention rule (config `knobs`, optbias.continual.knobs): optimizer -> {option, grid}; its
+# runs use the sweep's validation seeds and held-out fraction.
+KNOBS = config.get("knobs", {})
 POWERPROP = config.get("powerprop", {})
 PP_METHODS = list(POWERPROP.get("methods", {}))
 PP_SEEDS = [int(s) for s in POWERPROP.get("seeds", [])]
@@ -90,6 +94,7 @@ RUN = "data/runs/{benchmark}/{optimizer}/seed{seed}"
 SWEEP_RUN = "data/sweep/{benchmark}/{optimizer}/lr{lr}/seed{seed}"
 BUDGET_VAL_RUN = "data/budget/validation/{benchmark}/{optimizer}/epochs{epochs}/seed{seed}"
 BUDGET_RUN = "data/budget/runs/{benchmark}/{optimizer}/epochs{epochs}/seed{seed}"
+KNOB_RUN = "data/knobs/{benchmark}/{optimizer}/{value}/seed{seed}"
 PP_DIR = "data/powerprop"
 PROBE = "data/probes/{benchmark}/{optimizer}/seed{seed}/probes.json"
 
@@ -104,6 +109,7 @@ wildcard_constraints:
     seed=r"\d+",
     lr=r"[0-9][0-9.e+-]*",
     epochs=r"[1-9][0-9]*",
+    value=r"[0-9][0-9.e+-]*",
     dataset=_alternatives([DATASET]),
     pp_method=_alternatives(PP_METHODS),
 
@@ -158,6 +164,10 @@ def sweep_spec(benchmark, optimizer, lr, seed):
     return _specs.sweep_spec(config, benchmark, optimizer, lr, seed)
 
 
+def knob_spec(benchmark, optimizer, value, seed):
+    return _specs.knob_spec(config, benchmark, optimizer, value, seed)
+
+
 def budget_spec(benchmark, optimizer, epochs, seed, validation):
     return _specs.budget_spec(config, benchmark, optimizer, epochs, seed, validation)
 
@@ -201,6 +211,12 @@ def sweep_metrics(benchmarks=BENCHMARKS):
             for b in benchmarks for name, lr in sweep_candidates() for seed in SWEEP_SEEDS]
 
 
+def knob_metrics(benchmarks=BENCHMARKS):
+    """Every run of the retention rule: tuned optimizer x candidate value x validation seed, per benchmark."""
+    return [f"{KNOB_RUN}/metrics.json".format(benchmark=b, optimizer=name, value=_specs.knobs.value_label(v), seed=seed)
+            for b in benchmarks for name, knob in KNOBS.items() for v in knob["grid"] for seed in SWEEP_SEEDS]
+
+
 def sweep_twin(benchmark, optimizer, epochs):
     """The sweep's learning-rate label whose runs are this budget cell's runs, or None (optbias.specs)."""
     return _specs.sweep_twin(config, benchmark, optimizer, epochs)
@@ -211,7 +227,7 @@ def budget_validation_metrics():
     (a sweep run where it is the same run: ``sweep_twin``)."""
     files = []
     for b, grid in BUDGET_GRID.items():
-        for optimizer in OPTIMIZERS:
+        for optimizer in BUDGET_OPTIMIZERS:
             for epochs in grid:
                 lr = sweep_twin(b, optimizer, epochs)
                 pattern = (SWEEP_RUN.replace("{lr}", lr) if lr else BUDGET_VAL_RUN.replace("{epochs}", str(epochs)))
@@ -222,8 +238,8 @@ def budget_validation_metrics():
 def budget_run_metrics(benchmark, epochs):
     """The experiment's runs at one budget; at the configured budget they are the headline runs."""
     if int(epochs) == int(config["benchmarks"][benchmark]["epochs_per_task"]):
-        return run_metrics(benchmark, seeds=BUDGET_SEEDS)
-    return expand(f"{BUDGET_RUN}/metrics.json", benchmark=benchmark, optimizer=OPTIMIZERS, epochs=epochs,
+        return run_metrics(benchmark, BUDGET_OPTIMIZERS, BUDGET_SEEDS)
+    return expand(f"{BUDGET_RUN}/metrics.json", benchmark=benchmark, optimizer=BUDGET_OPTIMIZERS, epochs=epochs,
                   seed=BUDGET_SEEDS)
 
 
@@ -253,6 +269,7 @@ def training_outputs():
                            + run_checkpoints(b, ABLATION_ORDER, ABLATION_SEEDS)
                            + run_metrics(b, list(CONTROLS)) + run_checkpoints(b, list(CONTROLS)))
     files += sweep_metrics() + (["data/sweep/selected.json"] if SWEEP else [])
+    files += knob_metrics() + (["data/knobs/selected.json"] if KNOBS else [])
     files += budget_validation_metrics() + budget_experiment_metrics()
     files += ["data/budget/selected.json"] if BUDGET else []
     if POWERPROP:
@@ -270,6 +287,8 @@ def all_outputs():
     outputs += expand("data/summary/{benchmark}.json", benchmark=BENCHMARKS)
     if SWEEP:
         outputs.append("data/sweep/selected.json")
+    if KNOBS:
+        outputs.append("data/knobs/selected.json")
     if ABLATION:
         outputs += ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md"]
     if BUDGET:

@@ -131,6 +131,56 @@ rule sweep_select:
         "../scripts/continual/sweep_select.py"
 
 
+rule knob_train:
+    """One candidate value of a knob (the retention rule, optbias.continual.knobs) of one (benchmark,
+    optimizer) on every validation seed of the sweep, with its held-out split; divergence recorded."""
+    input:
+        **DATA,
+    output:
+        metrics=seed_outputs(f"{KNOB_RUN}/metrics.json", SWEEP_SEEDS),
+    params:
+        specs=lambda w: [knob_spec(w.benchmark, w.optimizer, w.value, seed) for seed in SWEEP_SEEDS],
+    wildcard_constraints:
+        optimizer=_alternatives(KNOBS),
+    message:
+        f"retention rule {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.value}}: {seeds_message(SWEEP_SEEDS, 'validation seeds')}"
+    threads: THREADS
+    priority: lambda w: expected_cost(w.benchmark, w.optimizer, len(job_seeds(w, SWEEP_SEEDS)))
+    resources:
+        gpu=TRAIN_GPUS,
+    log:
+        per_seed("logs/knobs/{benchmark}/{optimizer}/{value}", ".log"),
+    benchmark:
+        per_seed("benchmarks/knobs/{benchmark}/{optimizer}/{value}", ".tsv")
+    conda:
+        ENV
+    script:
+        "../scripts/continual/train.py"
+
+
+rule knob_select:
+    """Pick each knob by held-out average accuracy after the last task (the retention rule), and score
+    the learning-rate sweep's runs by the same rule (the second protocol)."""
+    input:
+        metrics=knob_metrics(),
+        sweep=sweep_metrics(),
+        selected_lrs="data/sweep/selected.json",
+        code=code("continual/knobs.py", "continual/summary.py", "continual/metrics.py"),
+    output:
+        "data/knobs/selected.json",
+    params:
+        knobs=KNOBS,
+        config_values={name: ENTRIES[name][knob["option"]] for name, knob in KNOBS.items()},
+    message:
+        "select the knobs by the retention rule"
+    log:
+        "logs/knobs/select.log",
+    conda:
+        ENV
+    script:
+        "../scripts/continual/knob_select.py"
+
+
 rule summarize_ablation:
     """The Shampoo mechanism ablation: every variant's forgetting and accuracy, with CIs."""
     input:
@@ -166,7 +216,7 @@ rule budget_validation:
         specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=True)
                          for seed in BUDGET_VAL_SEEDS],
     wildcard_constraints:
-        optimizer=_alternatives(OPTIMIZERS),
+        optimizer=_alternatives(BUDGET_OPTIMIZERS),
     message:
         f"budget rule {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {seeds_message(BUDGET_VAL_SEEDS, 'validation seeds')}"
     threads: THREADS
@@ -194,7 +244,7 @@ rule budget_select:
     params:
         criteria=BUDGET.get("benchmarks", {}),
         config_epochs={b: config["benchmarks"][b]["epochs_per_task"] for b in BENCHMARKS},
-        order=OPTIMIZERS,
+        order=BUDGET_OPTIMIZERS,
     message:
         "select the budget (epochs per task)"
     log:
@@ -216,7 +266,7 @@ rule budget_train:
         specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=False)
                          for seed in BUDGET_SEEDS],
     wildcard_constraints:
-        optimizer=_alternatives(OPTIMIZERS),
+        optimizer=_alternatives(BUDGET_OPTIMIZERS),
     message:
         f"budget experiment {{wildcards.benchmark}}/{{wildcards.optimizer}} at {{wildcards.epochs}} epochs per task: {seeds_message(BUDGET_SEEDS)}"
     threads: THREADS
@@ -243,7 +293,7 @@ rule summarize_budget:
     output:
         "data/summary/budget_sensitivity.json",
     params:
-        order=OPTIMIZERS,
+        order=BUDGET_OPTIMIZERS,
     message:
         "summarize forgetting against the budget"
     log:
