@@ -96,3 +96,29 @@ def test_a_single_seed_variant_that_did_not_learn_is_drawn(tmp_path, drawn):
     figures.shampoo_ablation(summary, [tmp_path / "one.png"], "ablation, one seed")
     assert_png(tmp_path / "one.png")
     assert any(t.startswith("did not learn\n(learning accuracy 0.100, chance 0.1)") for t in drawn[0][1])
+
+
+def test_retention_plasticity_draws_every_optimizer_and_each_knob_as_a_curve(tmp_path, drawn):
+    """Issue 33's figure on summaries built from runs: one point per optimizer on permuted, one bar per
+    optimizer on class-incremental (hatched when it did not learn), one labelled curve per knob and
+    benchmark with the chosen value circled."""
+    from optbias.continual.knobs import select as select_knob
+    runs = [run(b, o, s, CHANCE[b] if o == "owm" else 0.97, {"sgd": 0.1, "memory-shampoo": 0.8}.get(o, 0.0))
+            for b in CFG for o in ("sgd", "memory-shampoo", "owm") for s in (0, 1)]
+    summaries = summarize_by_benchmark(runs, ["sgd", "memory-shampoo", "owm"])
+    knob_runs = []
+    for value, last in ((0.0, 0.3), (0.5, 0.7)):
+        for b in CFG:
+            for s in (1000, 1001):
+                r = run(b, "memory-shampoo", s, 0.97, last)
+                r.update(R_val=r["R"], validation_score=0.97, spec={**r["spec"], "optimizer_cfg": {"memory_power": value}})
+                knob_runs.append(r)
+    knobs = select_knob(knob_runs, {"memory-shampoo": {"option": "memory_power", "grid": [0, 0.5]}},
+                        {"memory-shampoo": 0.5})
+    figures.retention_plasticity(summaries, knobs, ["sgd", "memory-shampoo", "owm"], [tmp_path / "r.png"], "rp")
+    assert_png(tmp_path / "r.png")
+    fig, texts, hatched = drawn[0]
+    assert {"sgd", "memory-shampoo", "owm (did not learn)"} <= set(texts)  # permuted points, named
+    assert texts.count("memory_power=0") == 2 and texts.count("memory_power=0.5") == 2  # one curve per benchmark
+    assert len(hatched) == 1  # owm's class-incremental bar
+    assert len(fig.axes[2].get_lines()) == 2

@@ -82,8 +82,8 @@ BUDGET_GRID = {b: [int(e) for e in c["grid"]] for b, c in BUDGET.get("benchmarks
 BUDGET_SEEDS = [int(s) for s in BUDGET.get("seeds", [])]  # the experiment's, a subset of SEEDS
 BUDGET_VAL_SEEDS = [int(s) for s in BUDGET.get("validation_seeds", [])]
 BUDGET_OPTIMIZERS = list(BUDGET.get("optimizers", OPTIMIZERS))  # those the budget rule and experiment cover
-# The retention rule (config `knobs`, optbias.continual.knobs): optimizer -> {option, grid}; its
-# runs use the sweep's validation seeds and held-out fraction.
+# Config `knobs`, optimizer -> {option, grid}, tuned by the retention rule of optbias.continual.knobs;
+# its runs use the sweep's validation seeds and held-out fraction.
 KNOBS = config.get("knobs", {})
 POWERPROP = config.get("powerprop", {})
 PP_METHODS = list(POWERPROP.get("methods", {}))

@@ -366,3 +366,15 @@ figure_rule(
     params={"title": "Which Shampoo ingredient reduces forgetting?"},
     when=bool(ABLATION),
 )
+
+figure_rule(
+    "continual", "retention_plasticity",
+    "Figure (issue 33): forgetting against learning accuracy, class-incremental average accuracy, and the retention rule's knob sweeps.",
+    figure="retention_plasticity",
+    inputs={"summaries": expand("data/summary/{benchmark}.json", benchmark=BENCHMARKS),
+            **({"knobs": "data/knobs/selected.json"} if KNOBS else {})},
+    caption="../report/retention_plasticity.rst", category="Designing an optimizer",
+    params={"order": OPTIMIZERS, "benchmarks": BENCHMARKS,
+            "title": f"What each optimizer keeps against what it learns ({DATASET_NAME})"},
+    when=bool(KNOBS),
+)

@@ -306,3 +306,70 @@ def budget_sensitivity(summary: dict, paths: Sequence[str | Path], title: str) -
     fig.suptitle(f"{title} ({seed_note(df)}; dashed: the budget the rule chose)")
     fig.tight_layout()
     save(fig, paths)
+
+
+def _interval(stat: dict) -> tuple[float, float, float]:
+    """(mean, distance to the low end, distance to the high end) of a ``seed_stat`` (0, 0 without a CI)."""
+    ci = stat.get("ci95") or [stat["mean"], stat["mean"]]
+    low, high = (stat["mean"] if c is None else c for c in ci)
+    return stat["mean"], stat["mean"] - low, high - stat["mean"]
+
+
+def retention_plasticity(summaries: dict, knobs: dict, order: Sequence[str], paths: Sequence[str | Path],
+                         title: str) -> None:
+    """Issue 33's figure: what each optimizer keeps against what it learns.
+
+    Left, permuted: learning accuracy against average forgetting, one point per optimizer (mean and
+    Student-t 95% CI over seeds, both axes). Middle, class-incremental: average accuracy after the
+    last pair per optimizer, with its CI. Right, the retention rule's sweeps (``knobs``:
+    data/knobs/selected.json ``knobs``): per tuned optimizer and benchmark, one curve through its
+    candidates in grid order, held-out retention score (average accuracy after the last task)
+    against held-out learning accuracy, each point labelled with its value, the chosen one circled.
+    ``summaries``: benchmark -> data/summary/<benchmark>.json; an optimizer whose entry did not learn
+    (``learned: false``) is drawn hollow and named so. Raises ``KeyError`` on a summary without
+    those metrics.
+    """
+    colours = palette(list(order) + [n for n in knobs if n not in order])
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    permuted, incremental, sweeps = axes
+    for name in order:
+        entry = summaries.get("permuted", {}).get("optimizers", {}).get(name)
+        if entry is None:
+            continue
+        x, *xerr = _interval(entry["average_forgetting"])
+        y, *yerr = _interval(entry["learning_accuracy"])
+        hollow = entry.get("learned") is False
+        permuted.errorbar(x, y, xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], fmt="o", ms=7,
+                          color=colours[name], mfc="white" if hollow else colours[name], capsize=3)
+        permuted.annotate(name + (" (did not learn)" if hollow else ""), (x, y), xytext=(5, 4),
+                          textcoords="offset points", fontsize=8)
+    permuted.set(xlabel="average forgetting (lower keeps more)", ylabel="learning accuracy (mean over tasks)",
+                 title="permuted: plasticity against forgetting")
+    names = [n for n in order if n in summaries.get("class_incremental", {}).get("optimizers", {})]
+    for k, name in enumerate(names):
+        entry = summaries["class_incremental"]["optimizers"][name]
+        y, *err = _interval(entry["average_accuracy"])
+        hollow = entry.get("learned") is False
+        incremental.barh(k, y, xerr=[[err[0]], [err[1]]], color=colours[name], capsize=3,
+                         **({k2: v for k2, v in NOT_LEARNED.items() if k2 != "alpha"} if hollow else {}))
+    incremental.set_yticks(range(len(names)), [n + (" (did not learn)" if summaries["class_incremental"]["optimizers"][n]
+                                                     .get("learned") is False else "") for n in names])
+    incremental.invert_yaxis()
+    incremental.set(xlim=(0, 1), xlabel="average accuracy after the last pair", title="class-incremental: what is kept")
+    for name, entry in knobs.items():
+        benchmarks = sorted({b for c in entry["candidates"] for b in c["per_benchmark"]})
+        for b, style in zip(benchmarks, ("-", "--", ":")):
+            xs = [c["learning_accuracy"][b] for c in entry["candidates"]]
+            ys = [c["per_benchmark"][b] for c in entry["candidates"]]
+            sweeps.plot(xs, ys, style, marker="o", color=colours[name], label=f"{name}, {b}")
+            for c, x, y in zip(entry["candidates"], xs, ys):
+                sweeps.annotate(f"{entry['option']}={c['value']:g}", (x, y), xytext=(4, -9), textcoords="offset points",
+                                fontsize=6)
+                if c["value"] == entry["selected_value"]:
+                    sweeps.scatter([x], [y], s=160, facecolors="none", edgecolors=colours[name], linewidths=2, zorder=5)
+    sweeps.set(xlabel="held-out learning accuracy", ylabel="held-out average accuracy after the last task",
+               title="retention rule: each knob's candidates (circle: chosen)")
+    if knobs:
+        sweeps.legend(fontsize=7, frameon=False, loc="best")
+    fig.suptitle(f"{title}; error bars: Student-t 95% CI over seeds")
+    save(fig, paths)
