@@ -113,7 +113,11 @@ DEFAULT_OPTIMIZERS = {"sgd": {"type": "sgd", "lr": 0.05},
                       "adamw": {"type": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-2},
                       "adam-1e-3": {"type": "adam", "lr": 1.0e-3}, "adam-1e-4": {"type": "adam", "lr": 1.0e-4},
                       "adagrad": {"type": "adagrad", "lr": 1.0e-2},
-                      "shampoo": {"type": "shampoo", "lr": 0.05}}
+                      "shampoo": {"type": "shampoo", "lr": 0.05},
+                      # issue 33; on the tiny config's first pair, seed 0 (measured 2026-12-07): owm 0.98 at
+                      # lr 0.1, memory-shampoo 0.99 at lr 0.05
+                      "owm": {"type": "owm", "lr": 0.1, "alpha": 1.0},
+                      "memory-shampoo": {"type": "memory_shampoo", "lr": 0.05, "memory_power": 0.5}}
 EXTENDED_OPTIMIZERS = {"muon": {"type": "muon", "lr": 2.0e-2}, "soap": {"type": "soap", "lr": 2.0e-2},
                        "psgd-kron": {"type": "psgd_kron", "lr": 2.0e-2}}
 
@@ -135,6 +139,10 @@ def full_config() -> dict:
     config["ablation"]["variants"].update({"shampoo-ema": {"optimizer": {"statistics": "ema", "beta2": 0.999}},
                                            "shampoo-nograft": {"optimizer": {"grafting": "none", "lr": 0.3}},
                                            "shampoo-reset-stats": {"train": {"reset_preconditioner": True}}})
+    config["sweep"]["lrs"]["owm"] = [0.1]
+    config["knobs"] = {"memory-shampoo": {"option": "memory_power", "grid": [0, 0.5]},  # the retention rule
+                       "owm": {"option": "alpha", "grid": [1, 0.1]}}
+    config["budget"]["optimizers"] = [n for n in DEFAULT_OPTIMIZERS if n not in config["knobs"]]
     config["noise_floor"] = {"batch_order": 1}  # every headline optimizer's control (rule train_control)
     pp = copy.deepcopy(TINY_PP)  # the Powerprop methods and equivalence cases the claims name
     pp["seeds"] = [0]

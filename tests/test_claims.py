@@ -592,6 +592,14 @@ def test_the_designed_optimizer_claims_are_the_declared_ones():
     assert {k: (c["test"]["type"], c["test"].get("a"), c["test"].get("b"), c["test"]["op"], c["test"]["threshold"],
                 c["output"].split("/")[-1].removesuffix(".json")) for k, c in claims.items()} == declared
     assert "memory-shampoo" in claims["M3"]["metric"]["select"]
+    # The protocol claims declared when M1-M4 moved to claims.yaml, before the default's first run of
+    # either optimizer: each knob is the retention rule's choice, OWM's rate the sweep's, and the
+    # chosen candidates learned.
+    audited = {c["id"]: c for c in C.load_claims(PAPER / "claims.yaml")}
+    assert {k: (audited[k]["metric"]["select"], audited[k]["test"]) for k in ("K1", "K2", "K3")} == {
+        "K1": ("knobs.{optimizer}.config_matches", {"type": "equals", "value": True}),
+        "K2": ("owm.config_matches", {"type": "equals", "value": True}),
+        "K3": ("knobs.{optimizer}.selected_learned", {"type": "equals", "value": True})}
 
 
 def test_the_extended_claims_are_the_declared_ones():

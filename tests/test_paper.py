@@ -25,7 +25,7 @@ from optbias.continual.sweep import select as sweep_select
 
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
 RULE_OUTPUTS = {"summarize": ["data/summary/{benchmark}.json"], "sweep_select": ["data/sweep/selected.json"],
-                "budget_select": ["data/budget/selected.json"],
+                "budget_select": ["data/budget/selected.json"], "knob_select": ["data/knobs/selected.json"],
                 "summarize_budget": ["data/summary/budget_sensitivity.json"],
                 "summarize_ablation": ["data/summary/shampoo_ablation.json", "data/summary/shampoo_ablation.md"],
                 "summarize_probes": ["data/summary/probes_{benchmark}.json"],
@@ -49,7 +49,8 @@ def world(tmp_path_factory):
     order = list(CONFIG["optimizers"])
     # Kept accuracy on old tasks: keep + 0.01 x seed over 3 seeds (a Student-t 95% interval of +-0.025
     # around the mean: the diagonal optimizers' best earlier pair stays below C1's 0.05 only up to 0.01).
-    keep = {"sgd": 0.0, "adamw": 0.0, "adam-1e-3": 0.01, "adam-1e-4": 0.01, "adagrad": 0.1, "shampoo": 0.4}
+    keep = {"sgd": 0.0, "adamw": 0.0, "adam-1e-3": 0.01, "adam-1e-4": 0.01, "adagrad": 0.1, "shampoo": 0.4,
+            "owm": 0.5, "memory-shampoo": 0.7}
     variants = [CONFIG["ablation"]["base"], *CONFIG["ablation"]["variants"]]
     out = root / "data/summary"
     out.mkdir(parents=True)
@@ -68,6 +69,12 @@ def world(tmp_path_factory):
                   for seed in CONFIG["sweep"]["seeds"]]
     (root / "data/sweep").mkdir(parents=True)
     (root / "data/sweep/selected.json").write_text(json.dumps(sweep_select(sweep_runs, {"sgd": 0.03})))
+    # The retention rule: each knob's configured value chosen, and learned.
+    (root / "data/knobs").mkdir(parents=True)
+    (root / "data/knobs/selected.json").write_text(json.dumps({"knobs": {
+        name: {"option": knob["option"], "candidates": [], "selected_value": CONFIG["optimizers"][name][knob["option"]],
+               "selected_learned": True, "config_matches": True} for name, knob in CONFIG["knobs"].items()},
+        "second_protocol": {}}))
     # The budget rule and the experiment: every optimizer learns 0.9 + 0.01 x epochs; Shampoo keeps `keep`.
     grids = {b: c["grid"] for b, c in CONFIG["budget"]["benchmarks"].items()}
     val_runs = [{**_run(b, o, s, 3, keep[o]), "spec": {"benchmark_cfg": {"epochs_per_task": e}},

@@ -21,7 +21,7 @@ def test_pipeline_produces_sane_metrics(finished_run):
     workdir, _ = finished_run
     runs = sorted((workdir / "data" / "runs").glob("*/*/seed*/metrics.json"))
     # benchmarks x (optimizers x seeds x (headline run + noise-floor control) + ablation variants x seeds)
-    assert len(runs) == 2 * (9 * 2 * 2 + 5 * 1)
+    assert len(runs) == 2 * ((len(DEFAULT_OPTIMIZERS) + len(EXTENDED_OPTIMIZERS)) * 2 * 2 + 5 * 1)
     for path in runs:
         m = json.loads(path.read_text())
         T = 5 if m["benchmark"] == "class_incremental" else 3
