@@ -19,7 +19,7 @@ def knob_config(tiny_config: dict) -> dict:
     config["knobs"] = {"memory-shampoo": {"option": "memory_power", "grid": [0, 0.5]},
                        "owm": {"option": "alpha", "grid": [1, 0.01]}}
     config["budget"]["seeds"] = [0]
-    config["budget"]["optimizers"] = ["sgd"]
+    config["budget"]["exclude"] = ["owm", "memory-shampoo"]
     config.pop("ablation")
     return config
 

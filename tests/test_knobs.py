@@ -111,7 +111,7 @@ def test_a_knob_run_is_a_sweep_run_with_the_option_set_and_the_entry_lr_kept():
     (lambda c: c["knobs"]["owm"].update(option="beta"), r"does not set 'beta'; add `beta: <the rule's choice>`"),
     (lambda c: c["optimizers"]["owm"].update(alpha=0.5), r"optimizers.owm.alpha is 0.5, not a value of knobs.owm.grid"),
     (lambda c: c.pop("sweep"), r"knobs: the retention rule runs on the sweep's validation seeds"),
-    (lambda c: c["budget"].update(optimizers=["sgd", "lion"]), r"budget.optimizers: \['lion'\] are not optimizers"),
+    (lambda c: c["budget"].update(exclude=["lion"]), r"budget.exclude: \['lion'\] are not optimizers"),
 ])
 def test_a_bad_knobs_block_is_named_with_its_fix(change, message):
     from optbias import config as cfgmod

@@ -344,9 +344,9 @@ def check_budget(config: dict) -> None:
         raise ConfigError(f"budget.seeds: {extra} not in seeds {seeds}; the experiment reuses the headline runs at "
                           "the configured budget, so its seeds must be a subset of `seeds`")
     _check_validation_seeds("budget.validation_seeds", budget["validation_seeds"], seeds)
-    unknown = [n for n in budget.get("optimizers", []) if n not in config.get("optimizers", {})]
+    unknown = [n for n in budget.get("exclude", []) if n not in config.get("optimizers", {})]
     if unknown:
-        raise ConfigError(f"budget.optimizers: {unknown} are not optimizers of `optimizers` "
+        raise ConfigError(f"budget.exclude: {unknown} are not optimizers of `optimizers` "
                           f"({', '.join(config.get('optimizers', {}))})")
     for name, entry in budget["benchmarks"].items():
         epochs = config["benchmarks"][name]["epochs_per_task"]

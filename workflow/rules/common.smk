@@ -81,7 +81,7 @@ BUDGET = config.get("budget", {})
 BUDGET_GRID = {b: [int(e) for e in c["grid"]] for b, c in BUDGET.get("benchmarks", {}).items()}
 BUDGET_SEEDS = [int(s) for s in BUDGET.get("seeds", [])]  # the experiment's, a subset of SEEDS
 BUDGET_VAL_SEEDS = [int(s) for s in BUDGET.get("validation_seeds", [])]
-BUDGET_OPTIMIZERS = list(BUDGET.get("optimizers", OPTIMIZERS))  # those the budget rule and experiment cover
+BUDGET_OPTIMIZERS = [o for o in OPTIMIZERS if o not in BUDGET.get("exclude", [])]  # those the budget rule covers
 # Config `knobs`, optimizer -> {option, grid}, tuned by the retention rule of optbias.continual.knobs;
 # its runs use the sweep's validation seeds and held-out fraction.
 KNOBS = config.get("knobs", {})
