@@ -78,6 +78,9 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
     ({"type": "soap", "lr": 3e-3, "precondition_frequency": 3}, False),
     # Kron also draws from numpy's global RNG (when to rebalance its factors), restored by resume too
     ({"type": "psgd_kron", "lr": 1e-3, "balance_prob": 0.5}, False),  # needs opt_einsum: in requirements.lock
+    # issue 33: their memory (OWM's projectors, Memory Shampoo's S and its root) lives in the state
+    ({"type": "owm", "lr": 0.1, "alpha": 0.5}, False),
+    ({"type": "memory_shampoo", "lr": 0.05, "update_freq": 3, "memory_power": 0.5}, True),
 ])
 def test_a_run_interrupted_mid_task_resumes_to_identical_outputs(dataset, tmp_path, monkeypatch, optimizer_cfg, reset):
     s = spec(optimizer_cfg, reset=reset)
