@@ -119,3 +119,21 @@ def test_a_bad_knobs_block_is_named_with_its_fix(change, message):
     change(config)
     with pytest.raises(cfgmod.ConfigError, match=message):
         cfgmod.check(config)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"type": "owm", "lr": 0.1, "alpha": 0}, r"optimizers.bad: OWM: invalid alpha=0; allowed: a number > 0"),
+    ({"type": "owm", "lr": 0.1, "alpha_final": 0.01}, r"alpha_final and schedule_steps go together"),
+    ({"type": "memory_shampoo", "lr": 0.03, "memory_power": 2}, r"invalid memory_power=2; allowed: a number in \[0, 1\]"),
+])
+def test_a_bad_option_value_of_a_new_optimizer_stops_the_config_check_before_any_job(entry, message):
+    """The config check (at parse time, torch-free) runs the optimizer's own option checks."""
+    import subprocess
+    import sys
+    from optbias import config as cfgmod
+    config = knob_config()
+    config["optimizers"]["bad"] = entry
+    with pytest.raises(cfgmod.ConfigError, match=message):
+        cfgmod.check(config)
+    code = "import sys, optbias.optim.checks as c; c.owm({'alpha': 1.0}); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -31,29 +31,20 @@ eigendecomposition per layer, as Shampoo's R; per step, one (m, n) x (n, n) prod
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 
+from . import checks
 from .owm import InputMeans, linear_layers
 from .shampoo import ROOT_DTYPES, Shampoo, inverse_root
 
 
 def validate_memory(group: dict[str, Any]) -> None:
-    """Raise ValueError naming the bad memory option, what it may be and the fix."""
-    power, alpha = group["memory_power"], group["memory_alpha"]
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-    if not (number(power) and 0 <= power <= 1):
-        raise ValueError(f"MemoryShampoo: invalid memory_power={power!r}; allowed: a number in [0, 1] "
-                         "(0: Shampoo, 1: OWM's projector)")
-    if not (number(alpha) and alpha > 0):
-        raise ValueError(f"MemoryShampoo: invalid memory_alpha={alpha!r}; allowed: a number > 0 "
-                         "(the damping of S + alpha I)")
-    if not isinstance(group["shampoo_factors"], bool):
-        raise ValueError(f"MemoryShampoo: invalid shampoo_factors={group['shampoo_factors']!r}; allowed: true or false")
+    """Raise ValueError naming the bad memory option, what it may be and the fix (``checks.memory_shampoo``)."""
+    checks.memory_shampoo(group)
 
 
 class MemoryShampoo(Shampoo):

@@ -42,41 +42,19 @@ matrix and one (m, n+1) x (n+1, n+1) product; memory (n+1)^2 floats.
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from . import checks
 from .base import evaluate_closure
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def validate(group: dict[str, Any]) -> None:
-    """Raise ValueError naming the first bad OWM option, what it may be, and the fix (configs come from YAML)."""
-    checks = [
-        ("lr", _is_number(group["lr"]) and group["lr"] >= 0, "a number >= 0"),
-        ("alpha", _is_number(group["alpha"]) and group["alpha"] > 0, "a number > 0 (the damping of A + alpha I)"),
-        ("alpha_final", group["alpha_final"] is None or (_is_number(group["alpha_final"]) and group["alpha_final"] > 0),
-         "a number > 0, or null for a constant alpha"),
-        ("schedule_steps", group["schedule_steps"] is None or (isinstance(group["schedule_steps"], int)
-                                                               and not isinstance(group["schedule_steps"], bool)
-                                                               and group["schedule_steps"] >= 1),
-         "an integer >= 1 (the steps of one task), or null for a constant alpha"),
-        ("momentum", _is_number(group["momentum"]) and 0 <= group["momentum"] < 1, "a number in [0, 1)"),
-        ("fold_bias", isinstance(group["fold_bias"], bool), "true or false"),
-    ]
-    for name, ok, allowed in checks:
-        if not ok:
-            raise ValueError(f"OWM: invalid {name}={group[name]!r}; allowed: {allowed}")
-    if (group["alpha_final"] is None) != (group["schedule_steps"] is None):
-        raise ValueError("OWM: alpha_final and schedule_steps go together (a decay from alpha to alpha_final over "
-                         f"schedule_steps steps); got alpha_final={group['alpha_final']!r}, schedule_steps="
-                         f"{group['schedule_steps']!r}. Set both, or neither for a constant alpha")
+    """Raise ValueError naming the first bad OWM option, what it may be, and the fix (``checks.owm``)."""
+    checks.owm(group)
 
 
 def alpha_at(group: dict[str, Any], step: int) -> float:

@@ -54,6 +54,9 @@ class OptimizerType:
     parameter, with the same options (``build(stacked=True)``); None when there is none.
     ``needs``: a module the type needs besides its own, checked (found, not imported) by ``check``
     before anything runs, and ``needs_why``, the reason the error message gives; None when none.
+    ``options``: a torch-free check of the entry's option values as ``"module:function"``
+    (``optbias.optim.checks``), run by ``check`` when the config is parsed; None when the
+    constructor alone checks them (at the job's start).
     """
 
     cls: str
@@ -62,6 +65,7 @@ class OptimizerType:
     stacked: str | None = None
     needs: str | None = None
     needs_why: str = ""
+    options: str | None = None
 
     @property
     def batchable(self) -> bool:
@@ -86,10 +90,11 @@ TYPES: dict[str, OptimizerType] = {
                              stacked="optbias.optim.stacked_shampoo:StackedShampoo"),
     # Orthogonal Weight Modification (Zeng et al. 2019): each layer's gradient times alpha (A + alpha I)^-1
     # of its accumulated inputs; needs the model (attach)
-    "owm": OptimizerType("optbias.optim.owm:OWM"),
+    "owm": OptimizerType("optbias.optim.owm:OWM", options="optbias.optim.checks:owm"),
     # ours (paper/designing_an_optimizer.md): Shampoo times an input memory alpha^p (S + alpha I)^-p;
     # scheduled as Shampoo (one more root per layer, not measured separately)
-    "memory_shampoo": OptimizerType("optbias.optim.memory_shampoo:MemoryShampoo", step_cost=4.0),
+    "memory_shampoo": OptimizerType("optbias.optim.memory_shampoo:MemoryShampoo", step_cost=4.0,
+                                    options="optbias.optim.checks:memory_shampoo"),
     # SGD / Adam on Powerprop's v, written on w (need alpha)
     "powerprop_sgd": OptimizerType("optbias.optim.powerprop:PowerpropSGD"),
     "powerprop_adam": OptimizerType("optbias.optim.powerprop:PowerpropAdam"),
@@ -338,6 +343,12 @@ def check(name: str, entry: dict[str, Any]) -> None:
         raise OptimizerConfigError(f"optimizers.{name}: {type_name} needs the package {module}, which is not "
                                    f"installed: {why}. Install it: pip install -r requirements.lock (it pins "
                                    f"{module}), or pip install {module}")
+    if row is not None and row.options is not None:  # the values, torch-free, before any job
+        module_name, _, function = row.options.partition(":")
+        try:
+            getattr(importlib.import_module(module_name), function)({k: v for k, v in entry.items() if k != "type"})
+        except ValueError as err:
+            raise OptimizerConfigError(f"optimizers.{name}: {err}") from None
     missing = [key for key in required(type_name) if key not in entry]
     if missing:
         raise OptimizerConfigError(
