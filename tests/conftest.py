@@ -81,7 +81,7 @@ def snakemake(workdir: Path, *args: str, check: bool = False, timeout: int = 600
 # The rules that draw figures: each is named like the library function and the script it calls.
 FIGURE_RULES = {"final_accuracy", "first_task_accuracy", "accuracy_matrices", "lr_sweep", "shampoo_ablation",
                 "cosine_heatmaps", "effective_rank_curves", "probe_vs_head", "paper_figure", "magnitude_histograms",
-                "pruning_curves", "budget_sensitivity"}
+                "pruning_curves", "budget_sensitivity", "retention_plasticity"}
 
 
 def scheduled(log: str) -> dict[str, int]:
