@@ -68,7 +68,7 @@ class GradientFactors:
                 output.register_hook(backward_hook)
 
             handles.append(module.register_forward_hook(forward_hook))
-        self._finalizer = weakref.finalize(self, _remove, handles)
+        self._finalizer = weakref.finalize(self, remove_hooks, handles)
 
     def take(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(D (B x m), X (B x n)) of ``weight``'s passes since the last take, rows stacked, or None
@@ -94,7 +94,8 @@ class GradientFactors:
         self._records.clear()
 
 
-def _remove(handles: list) -> None:
+def remove_hooks(handles: list) -> None:
+    """Remove each of the module hooks ``handles`` (a finalizer's callback: it holds no reference to its owner)."""
     for handle in handles:
         handle.remove()
 

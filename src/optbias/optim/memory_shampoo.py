@@ -55,40 +55,16 @@ class MemoryShampoo(Shampoo):
     ``step`` raises ``RuntimeError`` when p > 0 and ``attach(model)`` was not called.
     """
 
-    def __init__(
-        self,
-        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        memory_power: float = 0.5,
-        memory_alpha: float = 1.0,
-        shampoo_factors: bool = True,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        statistics: str = "sum",
-        beta2: float = 0.999,
-        exponent: str = "quarter",
-        epsilon: float = 1e-6,
-        epsilon_mode: str = "relative",
-        update_freq: int = 10,
-        grafting: str = "adagrad",
-        graft_beta1: float = 0.9,
-        graft_beta2: float = 0.999,
-        graft_eps: float = 1e-8,
-        non_2d: str = "adagrad",
-        max_precond_dim: int = 2048,
-        root_dtype: str = "float64",
-        gradient_factors: bool = False,
-    ) -> None:
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3, *,
+                 memory_power: float = 0.5, memory_alpha: float = 1.0, shampoo_factors: bool = True,
+                 **shampoo_options: Any) -> None:
+        """``shampoo_options``: any option of ``Shampoo`` (its defaults otherwise); the registry
+        accepts their names for this type (``OptimizerType.forwards_to``)."""
         memory = dict(memory_power=memory_power, memory_alpha=memory_alpha, shampoo_factors=shampoo_factors)
         validate_memory(memory)
         self._memory_options = memory
         self._memory: InputMeans | None = None
-        super().__init__(params, lr, momentum=momentum, weight_decay=weight_decay, statistics=statistics,
-                         beta2=beta2, exponent=exponent, epsilon=epsilon, epsilon_mode=epsilon_mode,
-                         update_freq=update_freq, grafting=grafting, graft_beta1=graft_beta1,
-                         graft_beta2=graft_beta2, graft_eps=graft_eps, non_2d=non_2d,
-                         max_precond_dim=max_precond_dim, root_dtype=root_dtype, gradient_factors=gradient_factors)
+        super().__init__(params, lr, **shampoo_options)
         self.defaults.update(memory)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:

@@ -50,6 +50,7 @@ import torch
 
 from . import checks
 from .base import evaluate_closure
+from .gradient_factors import remove_hooks
 
 
 def validate(group: dict[str, Any]) -> None:
@@ -91,23 +92,16 @@ class InputMeans:
                     x = args[0].detach()
                     means.setdefault(key, []).append(x.reshape(-1, x.shape[-1]).mean(0))
             handles.append(layer.register_forward_hook(hook))
-        self._finalizer = weakref.finalize(self, _remove, handles)
+        self._finalizer = weakref.finalize(self, remove_hooks, handles)
 
     def take(self, weight: torch.Tensor) -> torch.Tensor | None:
         entries = self._means.pop(id(weight), [])
         return torch.stack(entries) if entries else None
 
-    def clear(self) -> None:
-        self._means.clear()
-
     def close(self) -> None:
+        """Remove the hooks and forget the recorded means."""
         self._finalizer()
         self._means.clear()
-
-
-def _remove(handles: list) -> None:
-    for handle in handles:
-        handle.remove()
 
 
 def linear_layers(model: torch.nn.Module, params: set[int]) -> list[torch.nn.Linear]:

@@ -57,6 +57,9 @@ class OptimizerType:
     ``options``: a torch-free check of the entry's option values as ``"module:function"``
     (``optbias.optim.checks``), run by ``check`` when the config is parsed; None when the
     constructor alone checks them (at the job's start).
+    ``forwards_to``: the ``"module:Class"`` whose constructor receives the class's ``**kwargs``
+    (a subclass that adds options to its base): its options are accepted too, by name, so that a
+    typo is still rejected; None when ``**kwargs`` (if any) takes nothing a config may name.
     """
 
     cls: str
@@ -66,6 +69,7 @@ class OptimizerType:
     needs: str | None = None
     needs_why: str = ""
     options: str | None = None
+    forwards_to: str | None = None
 
     @property
     def batchable(self) -> bool:
@@ -94,7 +98,8 @@ TYPES: dict[str, OptimizerType] = {
     # ours (paper/designing_an_optimizer.md): Shampoo times an input memory alpha^p (S + alpha I)^-p;
     # scheduled as Shampoo (one more root per layer, not measured separately)
     "memory_shampoo": OptimizerType("optbias.optim.memory_shampoo:MemoryShampoo", step_cost=4.0,
-                                    options="optbias.optim.checks:memory_shampoo"),
+                                    options="optbias.optim.checks:memory_shampoo",
+                                    forwards_to="optbias.optim.shampoo:Shampoo"),
     # SGD / Adam on Powerprop's v, written on w (need alpha)
     "powerprop_sgd": OptimizerType("optbias.optim.powerprop:PowerpropSGD"),
     "powerprop_adam": OptimizerType("optbias.optim.powerprop:PowerpropAdam"),
@@ -280,9 +285,15 @@ def constructor_parameters(type_name: str) -> tuple[Parameter, ...]:
     of an import path, from the imported class."""
     if is_import_path(type_name):
         return tuple(_parameters_from_import(resolve(type_name)))
-    module, _, name = TYPES[type_name].cls.partition(":")
+    row = TYPES[type_name]
+    module, _, name = row.cls.partition(":")
     found = _parameters_from_source(module, name)
-    return tuple(found if found is not None else _parameters_from_import(resolve(type_name)))
+    own = found if found is not None else _parameters_from_import(resolve(type_name))
+    if row.forwards_to is None:
+        return tuple(own)
+    base = _parameters_from_source(*row.forwards_to.split(":")) or []
+    named = {p.name for p in own}
+    return tuple([p for p in own if not p.variadic] + [p for p in base if p.name not in named])
 
 
 def has_method(type_name: Any, method: str) -> bool:
