@@ -74,7 +74,8 @@ def world(tmp_path_factory):
     (root / "data/knobs/selected.json").write_text(json.dumps({"knobs": {
         name: {"option": knob["option"], "candidates": [], "selected_value": CONFIG["optimizers"][name][knob["option"]],
                "selected_learned": True, "config_matches": True} for name, knob in CONFIG["knobs"].items()},
-        "second_protocol": {}}))
+        "second_protocol": {name: {"retention_lr": lrs[0], "plasticity_lr": lrs[1], "same": False, "candidates": []}
+                            for name, lrs in CONFIG["sweep"]["lrs"].items()}}))
     # The budget rule and the experiment: every optimizer learns 0.9 + 0.01 x epochs; Shampoo keeps `keep`.
     grids = {b: c["grid"] for b, c in CONFIG["budget"]["benchmarks"].items()}
     val_runs = [{**_run(b, o, s, 3, keep[o]), "spec": {"benchmark_cfg": {"epochs_per_task": e}},

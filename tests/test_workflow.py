@@ -68,7 +68,8 @@ def test_figures_and_summaries_exist(finished_run):
 def test_sweep_selects_by_validation_score_and_flags_the_config(finished_run):
     workdir, _ = finished_run
     selected = json.loads((workdir / "data/sweep/selected.json").read_text())
-    assert set(selected) == {"sgd", "adamw", "adagrad", "shampoo", "shampoo-nograft", "shampoo-diag", *EXTENDED_OPTIMIZERS}
+    assert set(selected) == {"sgd", "adamw", "adagrad", "shampoo", "shampoo-nograft", "shampoo-diag", "owm",
+                             *EXTENDED_OPTIMIZERS}
     sgd = selected["sgd"]
     scores = {c["lr"]: c["score"] for c in sgd["candidates"]}
     assert set(scores) == {0.01, 0.1} and sgd["selected_lr"] == max(scores, key=scores.get)
