@@ -599,7 +599,9 @@ def test_the_designed_optimizer_claims_are_the_declared_ones():
     assert {k: (audited[k]["metric"]["select"], audited[k]["test"]) for k in ("K1", "K2", "K3")} == {
         "K1": ("knobs.{optimizer}.config_matches", {"type": "equals", "value": True}),
         "K2": ("owm.config_matches", {"type": "equals", "value": True}),
-        "K3": ("knobs.{optimizer}.selected_learned", {"type": "equals", "value": True})}
+        "K3": ("knobs.{optimizer}.selected_eligible", {"type": "equals", "value": True})}
+    assert (audited["K4"]["metric"]["select"], audited["K4"]["test"]) == (
+        "owm.edge_of_grid", {"type": "equals", "value": False})
 
 
 def test_the_extended_claims_are_the_declared_ones():

@@ -137,3 +137,21 @@ def test_a_bad_option_value_of_a_new_optimizer_stops_the_config_check_before_any
         cfgmod.check(config)
     code = "import sys, optbias.optim.checks as c; c.owm({'alpha': 1.0}); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_a_grid_value_without_runs_is_an_error_not_a_smaller_grid():
+    runs = [run(0.0, s, [0.5, 0.9], 0.97) for s in (1000, 1001)]
+    with pytest.raises(KeyError, match=r"no run of the candidates \[0.5, 1.0\]"):
+        knobs.select(runs, KNOB, {})
+
+
+@pytest.mark.parametrize("grid, message", [
+    ([10, 1, -0.1], r"knobs.owm.grid: the candidate -0.1 is not a valid alpha: .*invalid alpha=-0.1"),
+    ([1, 1.0000001], r"print alike"),
+])
+def test_a_bad_grid_is_named_before_any_job(grid, message):
+    from optbias import config as cfgmod
+    config = knob_config()
+    config["knobs"]["owm"]["grid"] = grid
+    with pytest.raises(cfgmod.ConfigError, match=message):
+        cfgmod.check(config)

@@ -73,7 +73,7 @@ def world(tmp_path_factory):
     (root / "data/knobs").mkdir(parents=True)
     (root / "data/knobs/selected.json").write_text(json.dumps({"knobs": {
         name: {"option": knob["option"], "candidates": [], "selected_value": CONFIG["optimizers"][name][knob["option"]],
-               "selected_learned": True, "config_matches": True} for name, knob in CONFIG["knobs"].items()},
+               "selected_learned": True, "selected_eligible": True, "config_matches": True} for name, knob in CONFIG["knobs"].items()},
         "second_protocol": {name: {"retention_lr": lrs[0], "plasticity_lr": lrs[1], "same": False, "candidates": []}
                             for name, lrs in CONFIG["sweep"]["lrs"].items()}}))
     # The budget rule and the experiment: every optimizer learns 0.9 + 0.01 x epochs; Shampoo keeps `keep`.

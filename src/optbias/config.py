@@ -370,6 +370,15 @@ def check_knobs(config: dict) -> None:
         if option not in entry:
             raise ConfigError(f"knobs.{name}.option: the entry optimizers.{name} does not set {option!r}; add "
                               f"`{option}: <the rule's choice>` to it (data/knobs/selected.json)")
+        labels = [f"{float(v):g}" for v in knob["grid"]]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"knobs.{name}.grid: {knob['grid']} has values that print alike ({labels}), so their runs "
+                              "would share a directory; give values that differ in their first 6 significant digits")
+        for value in knob["grid"]:  # each candidate must be a value the optimizer takes
+            try:
+                optim.check(name, {**entry, option: float(value)})
+            except optim.OptimizerConfigError as err:
+                raise ConfigError(f"knobs.{name}.grid: the candidate {value} is not a valid {option}: {err}") from None
         if float(entry[option]) not in [float(v) for v in knob["grid"]]:
             raise ConfigError(f"optimizers.{name}.{option} is {entry[option]}, not a value of knobs.{name}.grid "
                               f"{knob['grid']}: the retention rule chooses from the grid, so set it to the rule's "

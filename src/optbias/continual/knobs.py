@@ -104,10 +104,11 @@ def select(runs: Sequence[Mapping], knobs: Mapping[str, Mapping[str, Any]],
     out = {}
     for name, knob in knobs.items():
         by_value = table.get(name, {})
-        grid = [float(v) for v in knob["grid"] if float(v) in by_value]  # grid order: the weakest memory first
+        grid = [float(v) for v in knob["grid"]]  # grid order: the weakest memory first
+        missing = [v for v in grid if v not in by_value]
+        if missing:  # a value the rule must score has no run: never choose among what happens to be there
+            raise KeyError(f"knobs.{name}: no run of the candidates {missing} among the inputs")
         candidates = [_candidate(v, by_value[v], diverged.get((name, v), []), chances) for v in grid]
-        if not candidates:
-            raise KeyError(f"knobs.{name}: no run of any candidate among the inputs")
         pool = [c for c in candidates if c["eligible"]] or candidates
         best = max(pool, key=lambda c: c["score"])  # max keeps the first of ties: the weaker memory
         config = config_values.get(name)

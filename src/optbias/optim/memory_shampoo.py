@@ -10,16 +10,19 @@ xbar_i is the layer's input averaged over batch i, summed over every step of eve
 decayed or reset (``reset_preconditioner`` forgets L and R only), and the exponent p in [0, 1]
 (``memory_power``) is the knob between Shampoo (p = 0) and OWM's projector (p = 1; Zeng et al.
 2019, P = alpha (A + alpha I)^-1 with A = S: optbias.optim.owm). In an input direction u with
-S u = s u the memory scales the step by (alpha / (s + alpha))^p: directions that old tasks' inputs
-filled (s >> alpha) are damped, by a factor the knob sets; directions no input has visited
-(s = 0) are left as Shampoo would step them. Grafting (Shampoo's, layer-wise Frobenius norm, Adagrad
-by default) then restores the step's size, so the memory changes the direction, not the speed.
+S u = s u the memory scales the direction by (alpha / (s + alpha))^p: directions that old tasks'
+inputs filled (s >> alpha) are damped, by a factor the knob sets, relative to directions no input
+has visited (s = 0). Grafting (Shampoo's, layer-wise Frobenius norm, Adagrad by default) then
+rescales the whole step to the grafted norm: the memory changes the step's proportions, not its
+size, so the damping is relative (were S isotropic, the grafted step would be Shampoo's for every p).
+Biases (not 2-D) take Shampoo's rule for vectors and are not protected.
 
 What it reduces to (tests/test_memory_shampoo.py):
 
 * ``memory_power=0``: Shampoo, bit for bit (the memory is skipped).
-* ``shampoo_factors=False, memory_power=1, grafting="none", update_freq=1``: OWM with the bias not
-  folded (each layer's weight stepped along G alpha (S + alpha I)^-1), up to rounding.
+* ``shampoo_factors=False, memory_power=1, grafting="none", update_freq=1``, on bias-free layers:
+  OWM (each layer's weight stepped along G alpha (S + alpha I)^-1), up to rounding. With biases the
+  two differ: OWM folds or SGD-steps them, Memory Shampoo steps them by Shampoo's ``non_2d`` rule.
 
 The memory's statistic comes from each attached ``nn.Linear``'s inputs (``attach``, which
 ``optbias.optim.registry.build`` calls), one rank-1 term per forward pass with gradients enabled;

@@ -50,7 +50,7 @@ import torch
 
 from . import checks
 from .base import evaluate_closure
-from .gradient_factors import remove_hooks
+from .gradient_factors import MAX_RECORDS, remove_hooks
 
 
 def validate(group: dict[str, Any]) -> None:
@@ -79,7 +79,7 @@ def rls_update(projector: torch.Tensor, x: torch.Tensor, alpha: float) -> None:
 class InputMeans:
     """Records the batch-mean input of every hooked ``nn.Linear`` on each forward pass with gradients
     enabled (evaluation under ``no_grad`` records nothing). ``take(weight)`` returns the means
-    since the last take, (passes, n), or None. Memory: n floats per layer and pass. The hooks go
+    since the last take, (passes, n), or None; at most ``MAX_RECORDS`` (the newest) are kept. Memory: n floats per layer and pass. The hooks go
     with ``close()`` or when the object is garbage-collected."""
 
     def __init__(self, layers: Iterable[torch.nn.Linear]) -> None:
@@ -90,7 +90,9 @@ class InputMeans:
                      key: int = id(layer.weight)) -> None:
                 if torch.is_grad_enabled() and module.weight.requires_grad:
                     x = args[0].detach()
-                    means.setdefault(key, []).append(x.reshape(-1, x.shape[-1]).mean(0))
+                    entries = means.setdefault(key, [])
+                    entries.append(x.reshape(-1, x.shape[-1]).mean(0))
+                    del entries[:-MAX_RECORDS]  # passes that never reached a step: keep the newest only
             handles.append(layer.register_forward_hook(hook))
         self._finalizer = weakref.finalize(self, remove_hooks, handles)
 
