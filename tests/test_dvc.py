@@ -135,6 +135,9 @@ def _round_trip_config() -> dict:
     cfg["budget"] = {"validation_seeds": [1000, 1001], "seeds": [0],
                      "benchmarks": {"permuted": {"grid": [1], "plateau_tolerance": 0.01}}}
     cfg.pop("ablation")
+    # A two-value knob of the retention rule, so that its DVC output (data/knobs) exists too.
+    cfg["optimizers"]["sgd"] = {**cfg["optimizers"]["sgd"], "momentum": 0.0}
+    cfg["knobs"] = {"sgd": {"option": "momentum", "grid": [0.0, 0.5]}}
     # The smallest Powerprop block, so that its DVC output (data/powerprop) exists too.
     pp = copy.deepcopy(TINY_PP)
     pp["seeds"] = [0]

@@ -31,7 +31,8 @@ rule dvc_data:
 
 
 rule dvc_train:
-    """DVC stage `train`: every training run, checkpoints included (data/runs, data/sweep, data/budget, data/powerprop)."""
+    """DVC stage `train`: every training run, checkpoints included (data/runs, data/sweep, data/budget, data/knobs,
+    data/powerprop)."""
     localrule: True
     input:
         training_outputs(),
