@@ -70,5 +70,5 @@ lint: $(VENV)/.installed
 
 # Every gitignored pipeline output (.gitignore); the committed ones (data/metrics, paper/verdicts.json) stay.
 clean-outputs:
-	rm -rf data/raw data/runs data/summary data/sweep data/budget data/powerprop data/probes data/audit.json \
+	rm -rf data/raw data/runs data/summary data/sweep data/budget data/knobs data/powerprop data/probes data/audit.json \
 		figures logs benchmarks paper/build paper/audit.md dvc_plots .snakemake
