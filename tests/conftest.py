@@ -140,7 +140,7 @@ def full_config() -> dict:
                                            "shampoo-nograft": {"optimizer": {"grafting": "none", "lr": 0.3}},
                                            "shampoo-reset-stats": {"train": {"reset_preconditioner": True}}})
     config["sweep"]["lrs"]["owm"] = [0.1]
-    config["knobs"] = {"memory-shampoo": {"option": "memory_power", "grid": [0, 0.5]},  # the retention rule
+    config["knobs"] = {"memory-shampoo": {"option": "memory_power", "grid": [0, 0.5], "lr_of": "shampoo"},  # retention rule
                        "owm": {"option": "alpha", "grid": [1, 0.1]}}
     config["budget"]["exclude"] = list(config["knobs"])  # judged at the chosen budget (claim K3), as in the default
     config["noise_floor"] = {"batch_order": 1}  # every headline optimizer's control (rule train_control)

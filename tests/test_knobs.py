@@ -95,6 +95,15 @@ def knob_config() -> dict:
     return config
 
 
+def test_an_entry_that_takes_another_optimizers_rate_passes_when_the_two_agree():
+    from optbias import config as cfgmod
+    config = knob_config()
+    config["knobs"]["owm"]["lr_of"] = "sgd"
+    config["optimizers"]["owm"]["lr"] = config["optimizers"]["sgd"]["lr"]
+    config["sweep"]["lrs"].pop("owm", None)
+    cfgmod.check(config)  # raises on a mismatch (test_a_bad_knobs_block_is_named_with_its_fix)
+
+
 def test_a_knob_run_is_a_sweep_run_with_the_option_set_and_the_entry_lr_kept():
     from optbias import specs
     config = knob_config()
@@ -112,6 +121,11 @@ def test_a_knob_run_is_a_sweep_run_with_the_option_set_and_the_entry_lr_kept():
     (lambda c: c["optimizers"]["owm"].update(alpha=0.5), r"optimizers.owm.alpha is 0.5, not a value of knobs.owm.grid"),
     (lambda c: c.pop("sweep"), r"knobs: the retention rule runs on the sweep's validation seeds"),
     (lambda c: c["budget"].update(exclude=["lion"]), r"budget.exclude: \['lion'\] are not optimizers"),
+    (lambda c: c["knobs"]["owm"].update(lr_of="lion"), r"knobs.owm.lr_of: 'lion' is not an optimizer"),
+    (lambda c: c["knobs"]["owm"].update(lr_of="sgd"), r"optimizers.owm.lr is 0.1, but knobs.owm.lr_of says it takes "
+                                                       r"optimizers.sgd.lr, 0.05: set it to that"),
+    (lambda c: (c["knobs"]["owm"].update(lr_of="sgd"), c["optimizers"]["owm"].update(lr=0.05),
+                c["sweep"]["lrs"].update(owm=[0.1, 0.3])), r"takes sgd's learning rate, so it is not swept"),
 ])
 def test_a_bad_knobs_block_is_named_with_its_fix(change, message):
     from optbias import config as cfgmod

@@ -358,7 +358,8 @@ def check_budget(config: dict) -> None:
 
 def check_knobs(config: dict) -> None:
     """Check the ``knobs`` block (the retention rule): each name a headline optimizer whose entry sets
-    the option, a value of the grid, and a ``sweep`` block for the seeds. Raises ``ConfigError``
+    the option, a value of the grid, and a ``sweep`` block for the seeds; with ``lr_of``, an entry
+    whose ``lr`` equals that optimizer's and which the sweep does not tune. Raises ``ConfigError``
     naming the key to fix."""
     if not config.get("sweep"):
         raise ConfigError("knobs: the retention rule runs on the sweep's validation seeds and held-out fraction; "
@@ -379,6 +380,17 @@ def check_knobs(config: dict) -> None:
                 optim.check(name, {**entry, option: float(value)})
             except optim.OptimizerConfigError as err:
                 raise ConfigError(f"knobs.{name}.grid: the candidate {value} is not a valid {option}: {err}") from None
+        lr_of = knob.get("lr_of")
+        if lr_of is not None:  # takes another optimizer's learning rate, unswept (Memory Shampoo: Shampoo's)
+            if lr_of not in config["optimizers"]:
+                raise ConfigError(f"knobs.{name}.lr_of: {lr_of!r} is not an optimizer of `optimizers` "
+                                  f"({', '.join(config['optimizers'])})")
+            if name in config["sweep"].get("lrs", {}):
+                raise ConfigError(f"knobs.{name}.lr_of: optimizers.{name} takes {lr_of}'s learning rate, so it is "
+                                  f"not swept; remove sweep.lrs.{name}, or remove lr_of")
+            if float(entry.get("lr", "nan")) != float(config["optimizers"][lr_of].get("lr", "nan")):
+                raise ConfigError(f"optimizers.{name}.lr is {entry.get('lr')}, but knobs.{name}.lr_of says it takes "
+                                  f"optimizers.{lr_of}.lr, {config['optimizers'][lr_of].get('lr')}: set it to that")
         if float(entry[option]) not in [float(v) for v in knob["grid"]]:
             raise ConfigError(f"optimizers.{name}.{option} is {entry[option]}, not a value of knobs.{name}.grid "
                               f"{knob['grid']}: the retention rule chooses from the grid, so set it to the rule's "
