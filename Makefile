@@ -57,8 +57,8 @@ compare: $(VENV)/.installed
 	$(BIN)/optbias compare --rev $(REV)
 
 # The performance figures (ratios from one run, 1 thread) -> docs/performance.md (+ .json). Run it on a
-# quiet machine after `make reproduce` (figure 5 reads its .snakemake/log and benchmarks/). Avalanche,
-# for figure 3's peer: $(BIN)/pip install -e .[bench]
+# quiet machine after `make reproduce` (figure 5 reads its .snakemake/log and benchmarks/). Figure 3's
+# peer, Avalanche, is a dependency (requirements.lock).
 bench: $(VENV)/.installed
 	$(BIN)/optbias bench
 

@@ -105,7 +105,7 @@ def test_bench_prints_all_six_figures(tmp_path):
     text = out.read_text()
     import importlib.util
 
-    absent = importlib.util.find_spec("avalanche") is None  # an optional extra: pip install -e .[bench]
+    absent = importlib.util.find_spec("avalanche") is None  # a dependency (requirements.lock); absent in an environment of one's own
     for figure in ("pytorch_optimizer.Shampoo", "FLOP lower bound", "plain torch loop",
                    "avalanche-lib not installed" if absent else "Avalanche `Naive` |",
                    "SGD step / matmul peak", "`make reproduce`", "Fixed cost of one training job"):

@@ -10,7 +10,7 @@ The five figures of the issue "Performance", and a sixth for the batched-seed mo
 2. our Shampoo step / its FLOP lower bound at the measured float32 matmul peak;
 3. SGD and AdamW training throughput of ``train_run`` (samples/s, marginal: the difference of two
    budgets, so fixed costs cancel) / a plain torch loop over the same tensors, and / Avalanche's
-   ``Naive`` strategy when ``avalanche-lib`` is installed (``pip install -e .[bench]``); and,
+   ``Naive`` strategy when ``avalanche-lib`` is installed (a dependency: requirements.lock); and,
    separately, the fixed cost of one training job (Python + torch import, warm-up, data loading,
    evaluation), timed in a fresh process;
 4. achieved GFLOP/s of an SGD training step / the matmul peak;
@@ -389,7 +389,7 @@ def render(result: dict[str, Any], command: str) -> str:
               "| optimizer | optbias `train_run` | plain torch loop | Avalanche `Naive` |", "|---|---|---|---|"]
     for opt in ("sgd", "adamw"):
         r = tp[opt]["samples_per_s"]
-        av = f"{r['avalanche Naive']:,.0f}" if "avalanche Naive" in r else "not installed (`pip install -e .[bench]`)"
+        av = f"{r['avalanche Naive']:,.0f}" if "avalanche Naive" in r else "not installed (`pip install -r requirements.lock`)"
         lines.append(f"| {opt} | {r['optbias']:,.0f} | {r['plain torch loop']:,.0f} | {av} |")
     fc = tp["fixed_cost_s"]
     lines += ["", "Fixed cost of one training job (one seed, the smaller budget), the fastest of "
