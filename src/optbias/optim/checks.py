@@ -53,3 +53,32 @@ def memory_shampoo(options: Mapping[str, Any]) -> None:
         "memory_alpha": (lambda v: is_number(v) and v > 0, "a number > 0 (the damping of S + alpha I)"),
         "shampoo_factors": (lambda v: isinstance(v, bool), "true or false"),
     })
+
+
+# The reference regularizers an optimizer entry may carry (optbias.continual.regularizers): name ->
+# what its strength is in Avalanche 0.6.
+REGULARIZERS: dict[str, str] = {
+    "ewc": "EWCPlugin's ewc_lambda",
+    "si": "SynapticIntelligencePlugin's si_lambda",
+}
+REGULARIZER_KEYS = ("regularizer", "regularizer_strength")
+
+
+def regularizer(options: Mapping[str, Any]) -> None:
+    """The two keys that put a reference regularizer on any optimizer entry: ``regularizer`` one of
+    ``REGULARIZERS`` (ewc, si) and ``regularizer_strength`` a number > 0 (its lambda), both or neither.
+    Checks nothing when neither is present."""
+    if "regularizer" not in options:
+        if "regularizer_strength" in options:
+            raise ValueError(f"regularizer_strength={options['regularizer_strength']!r} without a regularizer; add "
+                             f"`regularizer: {' | '.join(REGULARIZERS)}` to the entry, or remove regularizer_strength")
+        return
+    kind = options["regularizer"]
+    if kind not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {kind!r}; use one of {', '.join(REGULARIZERS)} "
+                         "(Avalanche's EWC or Synaptic Intelligence), or remove the key for none")
+    strength = options.get("regularizer_strength")
+    if not (is_number(strength) and strength > 0):
+        what = "is missing" if "regularizer_strength" not in options else f"is {strength!r}"
+        raise ValueError(f"regularizer {kind}: regularizer_strength {what}; set it to a number > 0 "
+                         f"({REGULARIZERS[kind]}), e.g. `regularizer_strength: 100`")

@@ -34,6 +34,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import checks
+
 if TYPE_CHECKING:
     import torch
 
@@ -326,12 +328,27 @@ def required(type_name: str) -> list[str]:
     return [p.name for p in constructor_parameters(type_name) if p.required]
 
 
+def without_regularizer(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` less the reference regularizer's keys (``checks.REGULARIZER_KEYS``): the optimizer's own entry."""
+    return {k: v for k, v in entry.items() if k not in checks.REGULARIZER_KEYS}
+
+
 def check(name: str, entry: dict[str, Any]) -> None:
     """Fail early, naming the bad or missing key and the valid choices, if ``entry`` cannot build an optimizer.
 
     Raises ``OptimizerConfigError`` (a ``ValueError``). A registry type imports nothing heavy; an
     import path is imported (with torch, seconds, once per process).
+
+    Any entry may also carry a reference regularizer, ``regularizer: ewc | si`` with
+    ``regularizer_strength: <number > 0>`` (``checks.regularizer``; trained by
+    ``optbias.continual.regularizers``): those two keys are checked here, torch-free, and the rest
+    of the entry is checked as the optimizer's.
     """
+    try:
+        checks.regularizer(entry)
+    except ValueError as err:
+        raise OptimizerConfigError(f"optimizers.{name}: {err}") from None
+    entry = without_regularizer(entry)
     type_name = entry.get("type")
     if is_import_path(type_name):
         problem = _import_path_problem(type_name)
@@ -379,6 +396,7 @@ def build(entry: dict[str, Any], params: Iterable[torch.nn.Parameter], name: str
     mode): the type's stacked class (``OptimizerType.stacked``), or its own class for an element-wise
     type; ``ValueError`` for a type that is neither (not in ``BATCHABLE``)."""
     check(name, entry)
+    entry = without_regularizer(entry)  # the regularizer is the training loop's, not the optimizer's
     kwargs = {k: v for k, v in entry.items() if k != "type"}
     if stacked and entry["type"] not in BATCHABLE:
         raise ValueError(f"optimizer {name!r}: type {entry['type']!r} cannot step stacked runs; "
