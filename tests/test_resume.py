@@ -81,6 +81,10 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
     # issue 33: their memory (OWM's projectors, Memory Shampoo's S and its root) lives in the state
     ({"type": "owm", "lr": 0.1, "alpha": 0.5}, False),
     ({"type": "memory_shampoo", "lr": 0.05, "update_freq": 3, "memory_power": 0.5}, True),
+    # the reference regularizers: EWC's importances and saved weights per past task, SI's Omega,
+    # theta* and running sums live in the state too (the regularizer follows a reset optimizer)
+    ({"type": "sgd", "lr": 0.05, "regularizer": "ewc", "regularizer_strength": 100.0}, True),
+    ({"type": "adamw", "lr": 1e-3, "regularizer": "si", "regularizer_strength": 100.0}, False),
 ])
 def test_a_run_interrupted_mid_task_resumes_to_identical_outputs(dataset, tmp_path, monkeypatch, optimizer_cfg, reset):
     s = spec(optimizer_cfg, reset=reset)

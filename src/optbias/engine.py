@@ -18,11 +18,14 @@ import platform
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .continual.regularizers import Regularizer
 
 
 class DivergenceError(RuntimeError):
@@ -125,21 +128,31 @@ def optimizer_diagnostics(optimizer: torch.optim.Optimizer, run: int | None = No
 
 def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
               batch_size: int, generator: torch.Generator, step: int,
-              after_step: Callable[[torch.Tensor, int], None]) -> int:
+              after_step: Callable[[torch.Tensor, int], None], regularizer: Regularizer | None = None) -> int:
     """One pass over (x, y) in a seeded order: the one training step every experiment uses.
 
     ``x``: (N, features) and ``y``: (N,) on the model's device; ``generator`` (CPU) draws the order,
     so the batches depend on its seed only. Minibatches of ``batch_size`` rows (the last may be
     shorter), cross-entropy loss, one optimizer step each. Returns the global step count;
     ``after_step(loss, step)`` logs (and may raise ``DivergenceError`` on a NaN loss).
+
+    ``regularizer`` (``optbias.continual.regularizers.Regularizer``; None: nothing else is done):
+    its ``before_step()`` before the forward pass, the gradient taken of ``penalize(loss)`` (the
+    loss plus its penalty), its ``after_step()`` after the optimizer step, with the gradients still
+    in place. ``after_step(loss, step)`` still gets the cross-entropy alone, so that the loss
+    curves of regularized and plain runs compare.
     """
     order = torch.randperm(len(y), generator=generator).to(y.device)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
+        if regularizer is not None:
+            regularizer.before_step()
         loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if regularizer is None else regularizer.penalize(loss)).backward()
         optimizer.step()
+        if regularizer is not None:
+            regularizer.after_step()
         step += 1
         after_step(loss, step)
     return step

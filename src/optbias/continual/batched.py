@@ -81,9 +81,12 @@ def plan(specs: list[RunSpec]) -> str | None:
 def batchable(specs: list[RunSpec]) -> str | None:
     """Why ``specs`` cannot be trained as one stacked model, or None when they can: at least two
     runs, with distinct seeds, that differ in nothing else, of an optimizer type in ``optim.BATCHABLE``
-    (element-wise, or with a stacked class)."""
+    (element-wise, or with a stacked class), and without a reference regularizer."""
     if len(specs) < 2:
         return "one run only"
+    if "regularizer" in specs[0]["optimizer_cfg"]:
+        return (f"a reference regularizer ({specs[0]['optimizer_cfg']['regularizer']}) is trained one run at a time "
+                "(optbias.continual.regularizers)")
     kind = specs[0]["optimizer_cfg"]["type"]
     if kind not in optim.BATCHABLE:
         return (f"optimizer type {kind!r} is neither element-wise nor has a stacked class "
@@ -162,6 +165,12 @@ class StackedStepper:
 
     def new_optimizer(self) -> None:
         self.optimizer = self._build()
+
+    def begin_task(self, i: int, task: Any) -> None:
+        """Nothing: stacked runs carry no regularizer (``batchable``)."""
+
+    def end_task(self, i: int) -> None:
+        """Nothing: stacked runs carry no regularizer (``batchable``)."""
 
     def weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.params.items()}

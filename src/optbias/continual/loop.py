@@ -6,7 +6,8 @@ one epoch of steps and how to hand back each run's model; everything else is her
 
 * the order of things: check the spec, restore a finished job, seed, load the tasks, build the
   stepper, restore an interrupted job, then task by task: reset (``train.reset_optimizer`` /
-  ``train.reset_preconditioner``), ``epochs_per_task`` epochs, the divergence check, the row of R
+  ``train.reset_preconditioner``), the stepper's ``begin_task``, ``epochs_per_task`` epochs, its
+  ``end_task`` (a reference regularizer's, ``regularizers``), the divergence check, the row of R
   (and of R_val), the checkpoint and the resume state;
 * the loss log of each run, and divergence: a run whose loss or weights turn NaN/inf ends there
   (its numbers, step count and optimizer counters as they were), recorded as ``status: diverged``
@@ -54,6 +55,13 @@ class Stepper(Protocol):
 
     def new_optimizer(self) -> None:
         """Replace the optimizer by a fresh one (``train.reset_optimizer``)."""
+
+    def begin_task(self, i: int, task: Task) -> None:
+        """Task i is about to be trained (after any reset): a regularizer's start of task."""
+
+    def end_task(self, i: int) -> None:
+        """Task i's epochs are over, before its evaluation and resume state: a regularizer's end of
+        task (EWC's importances), so that the state saved after task i holds them."""
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The weights to save in a resume state."""
@@ -153,6 +161,7 @@ def train_tasks(specs: list[RunSpec], build: Callable[[list[RunSpec], torch.devi
                 stepper.new_optimizer()
             if i > 0 and reset_preconditioner:  # statistics only; settings.check made sure it has the method
                 stepper.optimizer.reset_preconditioner()
+            stepper.begin_task(i, task)
             for epoch in range(epochs):
                 def after_step(losses: Any, at: int, i: int = i, epoch: int = epoch) -> None:
                     for s, log in enumerate(logs):
@@ -171,6 +180,7 @@ def train_tasks(specs: list[RunSpec], build: Callable[[list[RunSpec], torch.devi
                 except AllEnded:  # every run diverged (recorded): nothing left to train
                     break
             if len(ended) < S:
+                stepper.end_task(i)
                 evaluate(stepper, i, tasks, val_tasks, ended, R, R_val, checkpoints, checkpoint_dirs,
                          lambda s, why: end(s, DivergenceError(f"{wheres[s]}: {why}. {hint}"), step))
             if len(ended) == S:

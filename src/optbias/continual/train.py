@@ -19,12 +19,19 @@ import torch
 from .. import optim
 from ..engine import optimizer_diagnostics, run_epoch
 from ..models import init_model
-from . import batched, loop, runio, settings
+from . import batched, loop, regularizers, runio, settings
+from .tasks import Task
 from .types import RunMetrics, RunSpec
+
+REGULARIZER = "regularizer/"  # the prefix of a regularizer's state among the weights of a resume state
 
 
 class SingleStepper:
-    """One run's model and optimizer (``loop.Stepper`` with S = 1): ``engine.run_epoch`` steps it."""
+    """One run's model and optimizer (``loop.Stepper`` with S = 1): ``engine.run_epoch`` steps it.
+
+    With ``regularizer`` in the optimizer entry, also its reference regularizer (``regularizers``,
+    EWC or SI): told when each task begins and ends, applied at every step, its state (under keys
+    ``regularizer/...``) part of ``weights`` and so of the resume state."""
 
     timing: dict[str, Any] = {}
 
@@ -32,6 +39,8 @@ class SingleStepper:
         self.spec = spec
         self.model = init_model(int(spec["seed"]), spec["model"]).to(device)
         self.optimizer = self._build()
+        self.regularizer = regularizers.from_entry(spec["optimizer_cfg"], self.model, self.optimizer,
+                                                   int(spec["benchmark_cfg"]["batch_size"]), device)
 
     def _build(self) -> torch.optim.Optimizer:
         return optim.build(self.spec["optimizer_cfg"], self.model.parameters(), self.spec["optimizer"],
@@ -41,7 +50,7 @@ class SingleStepper:
               step: int, after_step: Callable[[Any, int], None]) -> int:
         self.model.train()
         return run_epoch(self.model, self.optimizer, x, y, batch_size, generators[0], step,
-                         lambda loss, at: after_step((loss,), at))
+                         lambda loss, at: after_step((loss,), at), regularizer=self.regularizer)
 
     def models(self) -> Iterator[tuple[int, torch.nn.Module]]:
         yield 0, self.model
@@ -49,12 +58,28 @@ class SingleStepper:
     def new_optimizer(self) -> None:
         getattr(self.optimizer, "close", lambda: None)()  # its hooks on the model (Shampoo's gradient_factors)
         self.optimizer = self._build()
+        if self.regularizer is not None:
+            self.regularizer.use_optimizer(self.optimizer)
+
+    def begin_task(self, i: int, task: Task) -> None:
+        if self.regularizer is not None:
+            self.regularizer.start_task(i, task.x_train, task.y_train)
+
+    def end_task(self, i: int) -> None:
+        if self.regularizer is not None:
+            self.regularizer.end_task()
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return self.model.state_dict()
+        if self.regularizer is None:
+            return self.model.state_dict()
+        return {**self.model.state_dict(),
+                **{REGULARIZER + k: v for k, v in self.regularizer.state_dict().items()}}
 
     def load_weights(self, saved: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(saved)
+        self.model.load_state_dict({k: v for k, v in saved.items() if not k.startswith(REGULARIZER)})
+        if self.regularizer is not None:
+            self.regularizer.load_state_dict({k[len(REGULARIZER):]: v for k, v in saved.items()
+                                              if k.startswith(REGULARIZER)})
 
     def diagnostics(self, s: int) -> tuple[dict[str, Any], dict[str, float]]:
         return optimizer_diagnostics(self.optimizer)
