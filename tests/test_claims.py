@@ -602,6 +602,10 @@ def test_the_designed_optimizer_claims_are_the_declared_ones():
         "K3": ("knobs.{optimizer}.selected_eligible", {"type": "equals", "value": True})}
     assert (audited["K4"]["metric"]["select"], audited["K4"]["test"]) == (
         "owm.edge_of_grid", {"type": "equals", "value": False})
+    # K5 and K6, declared when EWC and SI joined the default, before any of their runs: K1 and K3 for them.
+    for k, like in (("K5", "K1"), ("K6", "K3")):
+        assert (audited[k]["metric"], audited[k]["test"], audited[k]["over"]) == (
+            audited[like]["metric"], audited[like]["test"], {"optimizer": ["ewc", "si"]})
 
 
 def test_the_extended_claims_are_the_declared_ones():

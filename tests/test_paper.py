@@ -50,7 +50,7 @@ def world(tmp_path_factory):
     # Kept accuracy on old tasks: keep + 0.01 x seed over 3 seeds (a Student-t 95% interval of +-0.025
     # around the mean: the diagonal optimizers' best earlier pair stays below C1's 0.05 only up to 0.01).
     keep = {"sgd": 0.0, "adamw": 0.0, "adam-1e-3": 0.01, "adam-1e-4": 0.01, "adagrad": 0.1, "shampoo": 0.4,
-            "owm": 0.5, "memory-shampoo": 0.7}
+            "owm": 0.5, "memory-shampoo": 0.7, "ewc": 0.2, "si": 0.2}
     variants = [CONFIG["ablation"]["base"], *CONFIG["ablation"]["variants"]]
     out = root / "data/summary"
     out.mkdir(parents=True)
