@@ -119,6 +119,8 @@ def test_retention_plasticity_draws_every_optimizer_and_each_knob_as_a_curve(tmp
     assert_png(tmp_path / "r.png")
     fig, texts, hatched = drawn[0]
     assert {"sgd", "memory-shampoo", "owm (did not learn)"} <= set(texts)  # permuted points, named
-    assert texts.count("memory_power=0") == 2 and texts.count("memory_power=0.5") == 2  # one curve per benchmark
+    assert texts.count("0") == 2 and texts.count("0.5") == 2  # each candidate labelled by its value, per benchmark
     assert len(hatched) == 1  # owm's class-incremental bar
-    assert len(fig.axes[2].get_lines()) == 2
+    for ax, b in zip(fig.axes[2:], sorted(CFG)):  # one panel per benchmark, one curve per knob, the option named
+        assert [line.get_label() for line in ax.get_lines()] == ["memory-shampoo (memory_power)"]
+        assert ax.get_title().startswith(b)

@@ -321,8 +321,8 @@ def retention_plasticity(summaries: dict, knobs: dict, order: Sequence[str], pat
 
     Left, permuted: learning accuracy against average forgetting, one point per optimizer (mean and
     Student-t 95% CI over seeds, both axes). Middle, class-incremental: average accuracy after the
-    last pair per optimizer, with its CI. Right, the retention rule's sweeps (``knobs``:
-    data/knobs/selected.json ``knobs``): per tuned optimizer and benchmark, one curve through its
+    last pair per optimizer, with its CI. Below, one panel per benchmark, the retention rule's sweeps
+    (``knobs``: data/knobs/selected.json ``knobs``): per tuned optimizer, one curve through its
     candidates in grid order, held-out retention score (average accuracy after the last task)
     against held-out learning accuracy, each point labelled with its value, the chosen one circled.
     ``summaries``: benchmark -> data/summary/<benchmark>.json; an optimizer whose entry did not learn
@@ -330,9 +330,9 @@ def retention_plasticity(summaries: dict, knobs: dict, order: Sequence[str], pat
     those metrics.
     """
     colours = palette(list(order) + [n for n in knobs if n not in order])
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-    permuted, incremental, sweeps = axes
-    for name in order:
+    fig, axes = plt.subplots(2, 2, figsize=(14, 10))
+    (permuted, incremental), sweep_axes = axes
+    for k, name in enumerate(order):
         entry = summaries.get("permuted", {}).get("optimizers", {}).get(name)
         if entry is None:
             continue
@@ -341,7 +341,7 @@ def retention_plasticity(summaries: dict, knobs: dict, order: Sequence[str], pat
         hollow = entry.get("learned") is False
         permuted.errorbar(x, y, xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], fmt="o", ms=7,
                           color=colours[name], mfc="white" if hollow else colours[name], capsize=3)
-        permuted.annotate(name + (" (did not learn)" if hollow else ""), (x, y), xytext=(5, 4),
+        permuted.annotate(name + (" (did not learn)" if hollow else ""), (x, y), xytext=(5, 4 if k % 2 else -11),
                           textcoords="offset points", fontsize=8)
     permuted.set(xlabel="average forgetting (lower keeps more)", ylabel="learning accuracy (mean over tasks)",
                  title="permuted: plasticity against forgetting")
@@ -356,20 +356,21 @@ def retention_plasticity(summaries: dict, knobs: dict, order: Sequence[str], pat
                                                      .get("learned") is False else "") for n in names])
     incremental.invert_yaxis()
     incremental.set(xlim=(0, 1), xlabel="average accuracy after the last pair", title="class-incremental: what is kept")
-    for name, entry in knobs.items():
-        benchmarks = sorted({b for c in entry["candidates"] for b in c["per_benchmark"]})
-        for b, style in zip(benchmarks, ("-", "--", ":")):
+    benchmarks = sorted({b for e in knobs.values() for c in e["candidates"] for b in c["per_benchmark"]})
+    for ax, b in zip(sweep_axes, benchmarks[:2]):  # one panel per benchmark: each knob's curve through its grid
+        for name, entry in knobs.items():
             xs = [c["learning_accuracy"][b] for c in entry["candidates"]]
             ys = [c["per_benchmark"][b] for c in entry["candidates"]]
-            sweeps.plot(xs, ys, style, marker="o", color=colours[name], label=f"{name}, {b}")
+            ax.plot(xs, ys, "-", marker="o", color=colours[name], label=f"{name} ({entry['option']})")
             for c, x, y in zip(entry["candidates"], xs, ys):
-                sweeps.annotate(f"{entry['option']}={c['value']:g}", (x, y), xytext=(4, -9), textcoords="offset points",
-                                fontsize=6)
+                ax.annotate(f"{c['value']:g}", (x, y), xytext=(4, -9), textcoords="offset points", fontsize=7,
+                            color=colours[name])
                 if c["value"] == entry["selected_value"]:
-                    sweeps.scatter([x], [y], s=160, facecolors="none", edgecolors=colours[name], linewidths=2, zorder=5)
-    sweeps.set(xlabel="held-out learning accuracy", ylabel="held-out average accuracy after the last task",
-               title="retention rule: each knob's candidates (circle: chosen)")
-    if knobs:
-        sweeps.legend(fontsize=7, frameon=False, loc="best")
+                    ax.scatter([x], [y], s=160, facecolors="none", edgecolors=colours[name], linewidths=2, zorder=5)
+        ax.set(xlabel="held-out learning accuracy", ylabel="held-out average accuracy after the last task")
+        ax.set_title(f"{b}: the retention rule's candidates (circle: chosen; diverged: 0)", fontsize=10)
+        ax.legend(fontsize=7, frameon=False, loc="best")
+    for ax in sweep_axes[len(benchmarks[:2]):]:
+        ax.axis("off")
     fig.suptitle(f"{title}; error bars: Student-t 95% CI over seeds")
     save(fig, paths)
