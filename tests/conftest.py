@@ -118,8 +118,10 @@ DEFAULT_OPTIMIZERS = {"sgd": {"type": "sgd", "lr": 0.05},
                       # lr 0.1, memory-shampoo 0.99 at lr 0.05
                       "owm": {"type": "owm", "lr": 0.1, "alpha": 1.0},
                       "memory-shampoo": {"type": "memory_shampoo", "lr": 0.05, "memory_power": 0.5},
-                      # the reference regularizers (Avalanche's EWC and SI) on SGD at SGD's rate, as in the default
-                      "ewc": {"type": "sgd", "lr": 0.05, "regularizer": "ewc", "regularizer_strength": 100},
+                      # the reference regularizers (Avalanche's EWC and SI) on SGD at SGD's rate, as in the default;
+                      # at 100, EWC diverged on the tiny config's fourth pair (seed 0, lr 0.05); at 10 its headline
+                      # and control runs and SI's at 10 all finish (measured 2026-12-07, seeds 0 and 1)
+                      "ewc": {"type": "sgd", "lr": 0.05, "regularizer": "ewc", "regularizer_strength": 10},
                       "si": {"type": "sgd", "lr": 0.05, "regularizer": "si", "regularizer_strength": 10}}
 EXTENDED_OPTIMIZERS = {"muon": {"type": "muon", "lr": 2.0e-2}, "soap": {"type": "soap", "lr": 2.0e-2},
                        "psgd-kron": {"type": "psgd_kron", "lr": 2.0e-2}}
@@ -145,7 +147,7 @@ def full_config() -> dict:
     config["sweep"]["lrs"]["owm"] = [0.1]
     config["knobs"] = {"memory-shampoo": {"option": "memory_power", "grid": [0, 0.5], "lr_of": "shampoo"},  # retention rule
                        "owm": {"option": "alpha", "grid": [1, 0.1]},
-                       "ewc": {"option": "regularizer_strength", "grid": [1, 100], "lr_of": "sgd"},
+                       "ewc": {"option": "regularizer_strength", "grid": [1, 10], "lr_of": "sgd"},
                        "si": {"option": "regularizer_strength", "grid": [1, 10], "lr_of": "sgd"}}
     config["budget"]["exclude"] = list(config["knobs"])  # judged at the chosen budget (claim K3), as in the default
     config["noise_floor"] = {"batch_order": 1}  # every headline optimizer's control (rule train_control)
