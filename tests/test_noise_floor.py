@@ -54,7 +54,7 @@ def first_epoch(monkeypatch, s, dataset):
     """The model's weights and the batch order of the first epoch of ``train_run(s)`` (not trained further)."""
     seen = {}
 
-    def spy(model, optimizer, x, y, batch_size, generator, step, after_step):
+    def spy(model, optimizer, x, y, batch_size, generator, step, after_step, regularizer=None):
         twin = torch.Generator().manual_seed(0)
         twin.set_state(generator.get_state())
         seen.update(weights={k: v.clone() for k, v in model.state_dict().items()},

@@ -18,14 +18,11 @@ import platform
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from .continual.regularizers import Regularizer
 
 
 class DivergenceError(RuntimeError):
@@ -128,7 +125,7 @@ def optimizer_diagnostics(optimizer: torch.optim.Optimizer, run: int | None = No
 
 def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
               batch_size: int, generator: torch.Generator, step: int,
-              after_step: Callable[[torch.Tensor, int], None], regularizer: Regularizer | None = None) -> int:
+              after_step: Callable[[torch.Tensor, int], None], regularizer: Any = None) -> int:
     """One pass over (x, y) in a seeded order: the one training step every experiment uses.
 
     ``x``: (N, features) and ``y``: (N,) on the model's device; ``generator`` (CPU) draws the order,

@@ -242,7 +242,8 @@ def throughput_figures(cfg: dict, dataset: Path, epochs: tuple[int, int], peak: 
 def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> dict[str, Any]:
     """Figure 6: for each optimizer entry of ``cfg`` whose type the batched mode trains (``registry.BATCHABLE``:
     the element-wise types and Shampoo; an entry with ``gradient_factors`` on also as "<name> (dense
-    gradients)" with it off, since the stacked runs always use dense gradients),
+    gradients)" with it off, since the stacked runs always use dense gradients; an entry with a
+    reference regularizer is never batched, so it is left out),
     the wall time of ``train_runs`` over every seed of ``cfg["seeds"]`` on the throughput benchmark at
     ``epochs`` per task, one after another (``batch_seeds: false``) and batched (``true``); the
     fastest of ``repeats`` each, after one warm-up of each mode. ``speedup`` = one after another /
@@ -254,7 +255,7 @@ def batched_figures(cfg: dict, dataset: Path, epochs: int, repeats: int = 3) -> 
                            "repeats": repeats, "optimizers": {}}
     rows = {}  # row name -> (config entry name, optimizer entry)
     for name, entry in cfg["optimizers"].items():
-        if entry["type"] not in registry.BATCHABLE:
+        if entry["type"] not in registry.BATCHABLE or "regularizer" in entry:  # a regularized entry is never batched
             continue
         rows[name] = (name, entry)
         if entry.get("gradient_factors"):  # the stacked runs use dense gradients: the same FLOPs both ways too
