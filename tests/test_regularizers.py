@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from conftest import REPO, TINY_CONFIG
 from optbias import config as cfgmod
-from optbias import data, optim
+from optbias import optim
 from optbias.continual import batched, regularizers, train
 from optbias.engine import run_epoch
 from optbias.models import init_model
@@ -251,10 +251,8 @@ def test_a_regularized_entry_checks_its_optimizer_keys_builds_the_optimizer_and_
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "mnist-5k.pt"
-    data.fetch("mnist-5k", path, {})
-    return path
+def dataset(mnist_5k):
+    return mnist_5k
 
 
 def run_spec(optimizer_cfg):

@@ -10,10 +10,8 @@ from optbias.continual import train
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "mnist-5k.pt"
-    data.fetch("mnist-5k", path, {})
-    return path
+def dataset(mnist_5k):
+    return mnist_5k
 
 
 def test_shampoo_is_within_two_points_of_adamw_on_one_task(dataset):
