@@ -24,10 +24,10 @@ BATCH = 8
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 
 
-def toy_tasks(n: int = 20) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Two tasks of ``n`` points: x (n, 6), labels in 0..2."""
+def toy_tasks(n: int = 20, count: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` tasks of ``n`` points: x (n, 6), labels in 0..2."""
     g = torch.Generator().manual_seed(3)
-    return [(torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g)) for _ in range(2)]
+    return [(torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g)) for _ in range(count)]
 
 
 def model_and_sgd(lr: float = 0.1) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -121,6 +121,49 @@ def test_ewc_step_of_run_epoch_is_sgd_on_the_loss_plus_the_penalty():
     assert any(not torch.allclose(expected[k], before[k] - 0.1 * g, atol=1e-5) for k, g in zip(before, grads))
 
 
+def test_ewc_over_three_tasks_sums_one_penalty_per_past_task_with_its_own_fisher_and_weights():
+    tasks = toy_tasks(count=3)
+    model, opt = model_and_sgd()
+    reg = regularizer("ewc", 2.0, model, opt)
+    fishers, stars = [], []
+    for t, (x, y) in enumerate(tasks[:2]):
+        train_task(model, opt, reg, t, x, y, epochs=2)
+        fishers.append(hand_fisher(model, x, y))  # at theta*_t, the weights at the end of task t
+        stars.append(params(model))
+    assert sorted(reg.plugin.importances) == sorted(reg.plugin.saved_params) == [0, 1]
+    for t in (0, 1):
+        for k in fishers[t]:
+            torch.testing.assert_close(reg.plugin.importances[t][k].data, fishers[t][k], rtol=1e-6, atol=1e-10)
+            torch.testing.assert_close(reg.plugin.saved_params[t][k].data, stars[t][k], rtol=0, atol=0)
+    assert any(not torch.equal(stars[0][k], stars[1][k]) for k in stars[0])  # two distinct anchors
+
+    reg.start_task(2, *tasks[2])
+    perturb(model)
+    per_task = [2.0 * sum(float((fishers[t][k] * (p.detach() - stars[t][k]) ** 2).sum())
+                          for k, p in model.named_parameters()) for t in (0, 1)]
+    assert min(per_task) > 1e-4
+    assert penalty(reg) == pytest.approx(sum(per_task), rel=1e-5)  # task 0's term is kept, not replaced
+
+
+def test_ewc_fisher_pass_is_not_recorded_by_an_optimizer_that_hooks_the_model():
+    """OWM's projector takes every forward pass's input mean; the Fisher pass after task 0 is not a
+    training step, so the projector after task 1's first step equals the unregularized run's (the
+    first layer's inputs are the data, so its projector does not depend on the weights)."""
+    (x0, y0), (x1, y1) = toy_tasks()
+    projectors = []
+    for kind in (None, "ewc"):
+        model = init_model(0, {"hidden": [5]}, in_features=6, num_classes=3)
+        opt = optim.build({"type": "owm", "lr": 0.1, "alpha": 0.5}, model.parameters(), model=model)
+        reg = None if kind is None else regularizer(kind, 1.0, model, opt)
+        train_task(model, opt, reg, 0, x0, y0, epochs=2)
+        if reg is not None:
+            reg.start_task(1, x1, y1)
+        run_epoch(model, opt, x1[:BATCH], y1[:BATCH], BATCH, torch.Generator().manual_seed(0), 0,
+                  lambda loss, at: None, regularizer=reg)
+        projectors.append(opt.state[model.hidden_layers[0].weight]["P"].clone())
+    torch.testing.assert_close(projectors[1], projectors[0], rtol=0, atol=1e-7)
+
+
 # ---- SI --------------------------------------------------------------------------------------------
 
 
@@ -155,6 +198,39 @@ def test_si_omega_is_the_clamped_path_integral_and_the_penalty_has_half_lambda()
                              for k, p in model.named_parameters())
     assert expected > 0
     assert penalty(reg) == pytest.approx(expected, rel=1e-5)
+
+
+def test_si_over_three_tasks_sums_each_tasks_path_ratio_and_restarts_the_path():
+    tasks = toy_tasks(count=3)
+    model, opt = model_and_sgd(lr=0.5)
+    reg = regularizer("si", 50.0, model, opt)
+    cum = {k: torch.zeros_like(p) for k, p in model.named_parameters()}
+    for t, (x, y) in enumerate(tasks[:2]):
+        start = params(model)
+        path = {k: torch.zeros_like(p) for k, p in start.items()}
+        previous = dict(start)
+
+        def record(loss, step):  # the gradient of the penalized loss (task 1) times the step
+            for k, p in model.named_parameters():
+                path[k] += p.grad * (p.detach() - previous[k])
+                previous[k] = p.detach().clone()
+
+        train_task(model, opt, reg, t, x, y, epochs=2, after_step=record)
+        end = params(model)
+        for k in cum:
+            cum[k] += path[k] / ((end[k] - start[k]) ** 2 + regularizers.SI_EPS)
+    theta_star, omega = reg.plugin.ewc_data
+    for k in cum:
+        torch.testing.assert_close(reg.plugin.syn_data["cum_trajectory"][k].data, cum[k].flatten(),
+                                   rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(omega[k].data, torch.clamp(-cum[k], max=1e-3).flatten(), rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(theta_star[k].data, end[k].flatten(), rtol=0, atol=0)
+
+    reg.start_task(2, *tasks[2])
+    perturb(model)
+    expected = 50.0 / 2 * sum(float((omega[k].data * (p.detach().flatten() - end[k].flatten()) ** 2).sum())
+                              for k, p in model.named_parameters())
+    assert penalty(reg) == pytest.approx(expected, rel=1e-5)  # one anchor: the last task's weights
 
 
 def test_the_si_patch_is_idempotent_and_copies():

@@ -113,6 +113,35 @@ def test_a_run_interrupted_mid_task_resumes_to_identical_outputs(dataset, tmp_pa
     assert resumed["timing"]["wall_time_s"] > 0
 
 
+@pytest.mark.parametrize("optimizer_cfg", [
+    {"type": "sgd", "lr": 0.05, "regularizer": "ewc", "regularizer_strength": 100.0},
+    {"type": "sgd", "lr": 0.05, "regularizer": "si", "regularizer_strength": 100.0},
+])
+def test_a_regularized_run_interrupted_in_its_third_task_keeps_both_past_tasks(dataset, tmp_path, monkeypatch,
+                                                                               optimizer_cfg):
+    """EWC's state holds one importance and anchor per past task, SI's the path ratios summed over
+    them: a resume after two tasks must restore both, not only the last."""
+    s = spec(optimizer_cfg)
+    whole = tmp_path / "whole/seed0"
+    train.train_run(s, dataset, whole / "metrics.json", whole / "checkpoints", progress=False)
+    run = tmp_path / "resumed/seed0"
+    state = runio.state_path(run / "metrics.json")
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, epochs=5)  # tasks 0 and 1 done (2 epochs each), stopped inside task 2
+        with pytest.raises(Stop):
+            train.train_run(s, dataset, run / "metrics.json", run / "checkpoints", progress=False, resume_path=state)
+    saved = torch.load(state, weights_only=True)
+    assert saved["done"] == 2
+    if optimizer_cfg["regularizer"] == "ewc":  # one importance per past task in the saved weights
+        assert {k.split("/")[2] for k in saved["weights"] if k.startswith("regularizer/importances/")} == {"0", "1"}
+    for f in (run / "checkpoints").glob("*"):
+        f.unlink()
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, epochs=2)  # task 2 again, whole: one more epoch would be retraining
+        train.train_run(s, dataset, run / "metrics.json", run / "checkpoints", progress=False, resume_path=state)
+    assert outputs(run) == outputs(whole)
+
+
 def test_a_finished_seed_is_restored_not_retrained_and_states_go_once_the_job_is_complete(dataset, tmp_path,
                                                                                           monkeypatch, capsys):
     specs = [spec({"type": "sgd", "lr": 0.05}, seed=k) for k in (0, 1)]

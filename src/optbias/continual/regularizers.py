@@ -26,7 +26,8 @@ The conventions are Avalanche 0.6's, checked against hand computations in tests/
   penalized loss; after a task, cum += path / ((theta_end - theta_start)^2 + eps) and
   Omega = min(-cum, 1e-3) (clamped from above only), theta* = theta_end. Within a task the loss
   gains (lambda/2) * sum Omega (theta - theta*)^2. The clamp at 1e-3 is hard-coded in Avalanche,
-  which is why SI needs a large lambda.
+  which is why SI needs a large lambda; Omega has no lower clamp and can be negative. The path
+  restarts at each task; cum and Omega run over all tasks so far.
 
 Avalanche 0.6's SI is wrong on the CPU: its ``extract_weights`` stores
 ``param.detach().cpu().flatten()``, a view of the live parameter when it already is on the CPU, so
@@ -34,7 +35,8 @@ theta_before, theta_after and theta* follow the weights: the path integral and t
 identically 0. ``patch_si`` replaces that one static method by one that copies (see there).
 
 Costs: EWC, one extra forward and backward pass over the task's training split after each task;
-SI, two copies of every parameter to the CPU per step (and Omega, theta* back to the device).
+SI, per step, three copies of every parameter to the CPU (weights before and after, gradient) and
+two back to the device (Omega, theta*, for the penalty).
 Avalanche is imported inside the functions that need it (a heavy import), never with this module.
 """
 
@@ -202,9 +204,17 @@ class Regularizer:
 
     def end_task(self) -> None:
         """The current task's training is over: EWC's Fisher pass (it leaves the last batch's
-        gradients in ``.grad`` and the model in train mode), SI's Omega."""
+        gradients in ``.grad`` and the model in train mode), SI's Omega.
+
+        The Fisher pass runs forward and backward passes that are not training steps. An optimizer
+        that hooks the model (``attach``: OWM's and Memory Shampoo's input memory, Shampoo's
+        gradient factors) would record them and fold them into its next step, so it is attached
+        again afterwards, which drops what its hooks recorded and keeps its state."""
         self.plugin.after_training_exp(self.strategy)
         self.strategy.experience = None  # the task's data is not kept
+        attach = getattr(self.strategy.optimizer, "attach", None)
+        if callable(attach):
+            attach(self.strategy.model)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The plugin's state between tasks, flat: ``"field/index/parameter name" -> tensor`` (EWC: each

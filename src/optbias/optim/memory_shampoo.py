@@ -27,7 +27,10 @@ What it reduces to (tests/test_memory_shampoo.py):
 The memory's statistic comes from each attached ``nn.Linear``'s inputs (``attach``, which
 ``optbias.optim.registry.build`` calls), one rank-1 term per forward pass with gradients enabled;
 its root is recomputed on Shampoo's ``update_freq`` schedule, in ``root_dtype``, with the same
-fallback to the last good root (counted in ``root_failures``). State per weight: S and its root,
+fallback to the last good root (counted in ``root_failures``). In float32 (the default config's
+``root_dtype``) the root loses about eps * lambda_max(S) / alpha: at p = 1, alpha = 1, after 3,100
+steps of MNIST inputs in [0, 1], M is 1.5% off the exact alpha (S + alpha I)^-1 in Frobenius norm
+(tests/test_memory_shampoo.py); ``root_dtype: float64`` makes it exact up to storage. State per weight: S and its root,
 2 n^2 floats, in ``state_dict`` (a resumed run keeps the memory). Cost per refresh: one n x n
 eigendecomposition per layer, as Shampoo's R; per step, one (m, n) x (n, n) product.
 """
