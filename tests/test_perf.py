@@ -2,6 +2,7 @@
 
 import pytest
 
+from optbias.perf import flops
 from optbias.perf import step as perf
 
 
@@ -10,15 +11,93 @@ def test_flop_counts_match_hand_computation():
     m, n = 10, 784
     stats = 2 * (m * m * n + n * n * m)
     precond = 2 * (m * m * n + m * n * n)
-    assert perf.shampoo_flops_per_step([]) == stats + precond
+    assert flops.shampoo({}, [784, 10], 64, roots=False) == stats + precond
     # With gradient factors at batch b: the cheaper of the two counts (2 FLOPs per multiply-add).
     b = 4  # 784 x 10 is cheaper factored at b = 4: 2b^2(m+n) + 2b(m^2+n^2) + mnb + mn + 2b(m+n) multiply-adds
     factored = 2 * b * b * (m + n) + 2 * b * (m * m + n * n) + m * n * b + m * n + 2 * b * (m + n)
     assert factored < (stats + precond) / 2
-    assert perf.shampoo_flops_per_step([], factored_batch=b) == 2 * factored
-    assert perf.shampoo_flops_per_step([], factored_batch=512) == stats + precond  # no saving: dense
-    assert perf.model_flops_per_step([], batch=64) == 6 * 64 * m * n
-    assert perf.model_flops_per_step([5], batch=2) == 6 * 2 * (784 * 5 + 5 * 10)
+    assert flops.shampoo({"gradient_factors": True}, [784, 10], b, roots=False) == 2 * factored
+    assert flops.shampoo({"gradient_factors": True}, [784, 10], 512, roots=False) == stats + precond  # no saving
+    # one-sided (L^-1/2 G): the left statistic and product only; a side over max_precond_dim is diagonal
+    assert flops.shampoo({"exponent": "half_left"}, [784, 10], 64, roots=False) == 2 * 2 * m * m * n
+    assert flops.shampoo({"max_precond_dim": 100}, [784, 10], 64, roots=False) == 2 * 2 * m * m * n
+    assert flops.model([784, 10], batch=64) == 6 * 64 * m * n
+    assert flops.model([784, 5, 10], batch=2) == 6 * 2 * (784 * 5 + 5 * 10)
+    assert flops.evaluation([784, 5, 10], rows=3) == 2 * 3 * (784 * 5 + 5 * 10)
+
+
+def test_root_flop_lower_bound_is_hand_computed():
+    # 784 -> 10: factors 784 x 784 and 10 x 10; (4/3 + 2) n^3 each, amortized over 10 (then 5) steps.
+    roots = flops.shampoo({}, [784, 10], 64) - flops.shampoo({}, [784, 10], 64, roots=False)
+    assert roots == pytest.approx((10 / 3) * (784**3 + 10**3) / 10)
+    assert flops.shampoo({"update_freq": 5}, [784, 10], 64) - flops.shampoo({}, [784, 10], 64, roots=False) == \
+        pytest.approx(2 * roots)
+
+
+def test_owm_and_memory_shampoo_flops_are_hand_computed():
+    # one 3 -> 2 layer: W (2 x 3); OWM with the bias folded works on n' = 4 inputs
+    assert flops.owm({}, [3, 2], 7) == 4 * 4**2 + 2 * 2 * 4**2  # P update from x (4 n'^2) + G P (2 m n'^2)
+    assert flops.owm({"fold_bias": False}, [3, 2], 7) == 4 * 3**2 + 2 * 2 * 3**2
+    memory = 2 * 3**2 + 2 * 2 * 3**2 + (10 / 3) * 3**3 / 10  # S update, direction @ root, root every 10 steps
+    assert flops.memory_shampoo({"memory_power": 1.0, "shampoo_factors": False}, [3, 2], 7) == pytest.approx(memory)
+    assert flops.memory_shampoo({"memory_power": 0.5}, [3, 2], 7) == pytest.approx(
+        memory + flops.shampoo({}, [3, 2], 7))
+    assert flops.memory_shampoo({"memory_power": 0}, [3, 2], 7) == flops.shampoo({}, [3, 2], 7)  # Shampoo exactly
+
+
+def test_registry_step_flops_counts_elementwise_types_as_zero_and_unknown_ones_as_none():
+    from optbias.optim import registry
+
+    w = [784, 16, 10]
+    assert registry.step_flops({"type": "sgd", "lr": 0.1}, w, 8) == 0.0
+    assert registry.step_flops({"type": "adamw", "lr": 1e-3, "regularizer": "ewc", "regularizer_strength": 1}, w, 8) == 0.0
+    assert registry.step_flops({"type": "muon", "lr": 0.01}, w, 8) is None  # not estimated
+    assert registry.step_flops({"type": "torch.optim.NAdam", "lr": 1e-3}, w, 8) is None
+    assert registry.step_flops({"type": "owm", "lr": 1.0, "alpha": 0.01}, w, 8) == flops.owm({"alpha": 0.01}, w, 8)
+    entry = {"type": "shampoo", "lr": 0.03, "update_freq": 20}
+    assert registry.step_flops(entry, w, 8) == flops.shampoo({"lr": 0.03, "update_freq": 20}, w, 8)
+
+
+def write_run(root, rel, spec_extra, steps, wall, eval_s=None):
+    import json
+
+    spec = {"model": {"hidden": [16]}, "benchmark_cfg": {"batch_size": 8, "epochs_per_task": 2},
+            "optimizer_cfg": {"type": "sgd", "lr": 0.1}, **spec_extra}
+    timing = {"wall_time_s": wall, **({} if eval_s is None else {"eval_time_s": eval_s})}
+    path = root / "data" / rel / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"spec": spec, "steps": steps, "timing": timing}))
+
+
+def test_the_whole_run_bound_and_its_breakdown_on_hand_made_runs(tmp_path):
+    from optbias.perf import bound
+
+    w = [784, 16, 10]
+    model = flops.model(w, 8)
+    write_run(tmp_path, "runs/permuted/sgd/seed0", {}, steps=100, wall=3.0, eval_s=0.5)
+    write_run(tmp_path, "sweep/permuted/owm/seed0", {"optimizer_cfg": {"type": "owm", "lr": 1.0}}, steps=50, wall=2.0)
+    write_run(tmp_path, "runs/permuted/ewc/seed0", {"optimizer_cfg": {"type": "sgd", "lr": 0.1, "regularizer": "ewc",
+                                                                       "regularizer_strength": 10}}, steps=40, wall=1.0,
+              eval_s=0.25)
+    (tmp_path / "data/summary").mkdir()
+    (tmp_path / "data/summary/metrics.json").write_text("{}")  # not a run: skipped
+    peak = 1e9
+    runs = bound.runs_bound(tmp_path, peak)
+    owm = flops.owm({}, w, 8)
+    expected_flops = 100 * model + 50 * (model + owm) + 40 * model + 40 / 2 * model  # EWC: one pass per task
+    assert runs["runs"] == 3 and runs["bound_s"] == pytest.approx(expected_flops / peak)
+    assert runs["train_s"] == pytest.approx(2.5 + 2.0 + 0.75) and runs["eval_s"] == 0.75
+    assert runs["eval_recorded"] == 2 and runs["not_estimated"] == []
+    assert runs["by_type"]["owm"]["ratio"] == pytest.approx(2.0 / (50 * (model + owm) / peak))
+    times = {"job_s": 20.0, "stages": {"train": {"job_s": 8.0}, "sweep": {"job_s": 4.0}, "probes": {"job_s": 8.0}}}
+    out = bound.breakdown(runs, times, wall_s=15.0, cores=2)
+    assert sum(out["parts"].values()) == pytest.approx(2 * 15.0)  # every core-second, once
+    assert out["bound_wall_s"] == pytest.approx(runs["bound_s"] / 2)
+    assert out["ratio"] == pytest.approx(15.0 / out["bound_wall_s"])
+    parts = list(out["parts"].values())
+    assert parts[3] == pytest.approx(12.0 - 6.0) and parts[4] == pytest.approx(8.0) and parts[5] == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="no training run with a step count"):
+        bound.breakdown(bound.runs_bound(tmp_path / "empty", peak), times, 15.0, 2)
 
 
 def test_report_prints_ratios_from_one_run():
@@ -29,13 +108,6 @@ def test_report_prints_ratios_from_one_run():
 
 
 # ---- optbias bench (src/optbias/perf/bench.py)
-
-def test_root_flop_lower_bound_is_hand_computed():
-    from optbias.perf import bench
-
-    # 784 -> 10: factors 784 x 784 and 10 x 10; (4/3 + 2) n^3 each, amortized over 10 steps.
-    assert bench.root_flops_per_step([], 10) == pytest.approx((10 / 3) * (784**3 + 10**3) / 10)
-
 
 def test_stage_times_and_wall_time_from_snakemake_files(tmp_path):
     from optbias.perf import bench
@@ -86,7 +158,7 @@ def test_bench_config_merges_onto_the_default_and_checks_its_arguments(tmp_path)
         bench.main(REPO / "config" / "config.yaml", tmp_path, tmp_path / "perf.json", 3, (1, 2), 128)
 
 
-def test_bench_prints_all_six_figures(tmp_path):
+def test_bench_prints_all_eight_figures(tmp_path):
     """A tiny run of the whole benchmark (a narrow MLP, a few steps): every figure is there, each
     ratio is the quotient of the numbers printed next to it, and the output is written atomically."""
     import json
@@ -129,7 +201,13 @@ def test_bench_prints_all_six_figures(tmp_path):
         fixed["python and imports"] + fixed[bench.DYNAMO_ROW] + fixed["warm-up, data loading, evaluation"])
     assert f"| {bench.DYNAMO_ROW} | {fixed[bench.DYNAMO_ROW]:.2f} |" in text
     assert 0 < tp["sgd_step"]["ratio_to_peak"] < 5
-    assert "no complete run here" in text and result["reproduce"]["wall"] is None
+    assert "no complete run here" in text and result["reproduce"]["wall"] is None and result["bound"] is None
+    # 8: the configured optimizers with a FLOP count, each step against its bound, as a quotient
+    sb = result["step_bounds"]
+    assert set(sb) == {"shampoo", "owm", "memory-shampoo"}  # ewc/si are SGD with a penalty: no count of their own
+    for name, f in sb.items():
+        assert f["ratio_to_lower_bound"] == pytest.approx(f["step_ms"] / f["lower_bound_ms"])
+        assert f"| {name} | {f['type']} | {f['step_ms']:.1f} | {f['lower_bound_ms']:.1f} | " in text
     assert saved["shampoo"]["update_freq"] == 10 and "--epochs 1 4" in text  # the command that made it
     # 6: every optimizer of the config the batched mode trains, one after another against batched, as a quotient
     bt = result["batched"]

@@ -5,7 +5,7 @@ The pipeline's rules do not go through here: each calls its library function fro
 
 * ``optbias pull``: fetch the versioned data and checkpoints with DVC, so nothing retrains;
 * ``optbias perf-shampoo``: Shampoo's step time against AdamW's, and where the time goes;
-* ``optbias bench``: the six performance figures (ratios), written to docs/performance.md;
+* ``optbias bench``: the eight performance figures (ratios, and the whole run against its compute bound), written to docs/performance.md;
 * ``optbias compare``: your headline metrics and verdicts against a committed revision's;
 * ``optbias runs``: every Snakemake invocation in a working directory (a run resumed over several,
   such as ``make fashion``), their summed wall time and the job time per stage;

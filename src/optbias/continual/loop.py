@@ -126,7 +126,7 @@ def train_tasks(specs: list[RunSpec], build: Callable[[list[RunSpec], torch.devi
     R_val: list[list[list[float]]] = [[] for _ in specs]
     checkpoints: list[list[dict[str, torch.Tensor]]] = [[] for _ in specs]  # after each finished task (CPU)
     ended: dict[int, dict[str, Any]] = {}  # run index -> {"error", "step", "diagnostics"}: diverged (recorded)
-    step, spent, done = 0, 0.0, 0
+    step, spent, done, eval_s = 0, 0.0, 0, 0.0  # eval_s: seconds in evaluate, for optbias bench's breakdown
     if saved is not None:  # continue after the last completed task, exactly where it left off
         stepper.load_weights(saved["weights"])
         runio.restore_optimizer(stepper.optimizer, saved["optimizer"])
@@ -138,6 +138,7 @@ def train_tasks(specs: list[RunSpec], build: Callable[[list[RunSpec], torch.devi
             log.window = list(window.to(device).unbind()) if window is not None else []
         R, R_val, checkpoints, step, spent, done = (saved["R"], saved["R_val"], saved["checkpoints"], saved["step"],
                                                     saved["spent_s"], saved["done"])
+        eval_s = saved.get("eval_s", 0.0)  # a state saved before the field existed: evaluation time from here on
         ended = {int(k): v for k, v in saved["ended"].items()}
         for s, ckpt in enumerate(checkpoint_dirs):  # a failed job's checkpoints were removed
             for i, state_dict in enumerate(checkpoints[s] if ckpt is not None else []):
@@ -181,8 +182,10 @@ def train_tasks(specs: list[RunSpec], build: Callable[[list[RunSpec], torch.devi
                     break
             if len(ended) < S:
                 stepper.end_task(i)
+                evaluating = time.perf_counter()
                 evaluate(stepper, i, tasks, val_tasks, ended, R, R_val, checkpoints, checkpoint_dirs,
                          lambda s, why: end(s, DivergenceError(f"{wheres[s]}: {why}. {hint}"), step))
+                eval_s += time.perf_counter() - evaluating
             if len(ended) == S:
                 break
             done = i + 1
@@ -195,7 +198,7 @@ def train_tasks(specs: list[RunSpec], build: Callable[[list[RunSpec], torch.devi
                     "loss_windows": [torch.stack(log.window).cpu() if log.window else None for log in logs],
                     "R": R, "R_val": R_val, "checkpoints": checkpoints, "step": step, "done": done,
                     "ended": {str(k): v for k, v in ended.items()},
-                    "spent_s": spent + time.perf_counter() - started, "results": None})
+                    "spent_s": spent + time.perf_counter() - started, "eval_s": eval_s, "results": None})
     finally:
         bar.close()
     wall = round((spent + time.perf_counter() - started) / S, 3)
@@ -206,7 +209,8 @@ def train_tasks(specs: list[RunSpec], build: Callable[[list[RunSpec], torch.devi
         at = ended[s]["step"] if s in ended else step
         results.append(runio.run_result(spec, tasks, status, error, R[s], R_val[s] if val_tasks else None,
                                         logs[s].curve, at, counters, device,
-                                        {"wall_time_s": wall, **stepper.timing, **durations}))
+                                        {"wall_time_s": wall, "eval_time_s": round(eval_s / S, 3), **stepper.timing,
+                                         **durations}))
     if resume_path is not None:  # a rerun of the job restores these runs instead of training them again
         runio.save(resume_path, {"key": key, "results": [json.dumps(r) for r in results],
                                  "checkpoints": checkpoints})

@@ -2,7 +2,7 @@
 
 Never a timed unit test: every figure is a ratio of two things timed in this process (or, for the
 fixed cost of a job, in a fresh subprocess), on one thread, so that the machine's speed cancels.
-The five figures of the issue "Performance", and a sixth for the batched-seed mode, written to ``docs/performance.md`` with the machine:
+The figures, written to ``docs/performance.md`` with the machine:
 
 1. our Shampoo step (the config's variant) / ``pytorch_optimizer.Shampoo``'s step: same MLP, batch
    and root frequency; also each variant's step and share in roots: float64 roots, float32 roots,
@@ -20,7 +20,12 @@ The five figures of the issue "Performance", and a sixth for the batched-seed mo
    under the wall time (their job time / the cores).
 6. the batched-seed mode (``train.batch_seeds``, ``optbias.continual.batched``): per optimizer of
    the config that it trains (element-wise ones and Shampoo), the wall time of a job training every seed one after another / the same
-   job with the seeds batched in one stacked model (above 1: batching is faster).
+   job with the seeds batched in one stacked model (above 1: batching is faster);
+7. the run of figure 5 / its compute bound (``optbias.perf.bound``: every training run's steps x
+   FLOPs per step at the matmul peak, over the cores), with the gap split into the training above
+   the bound, evaluation, the jobs' fixed cost, other jobs and idle cores;
+8. each configured optimizer whose type counts its FLOPs (Shampoo, OWM, Memory Shampoo): its step /
+   its FLOP lower bound at the matmul peak.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ from ..continual.train import train_run
 from ..engine import machine, make_deterministic
 from ..models import init_model
 from ..optim import registry
-from .step import matmul_peak, model_flops_per_step, shampoo_flops_per_step, step_time
+from . import bound, flops
+from .step import matmul_peak, step_time
 from .runlog import snakemake_wall_time, stage_table, stage_times  # figure 5 (re-exported: bench.stage_times)
 
 THROUGHPUT_BENCHMARK = "class_incremental"
@@ -56,18 +62,6 @@ DYNAMO_ROW = "torch._dynamo import, at torch.optim's first step"
 
 
 # ---- 1, 2: Shampoo against its peer and against its FLOP lower bound
-
-
-def root_flops_per_step(hidden: list[int], update_freq: int) -> float:
-    """An estimate from below of the FLOPs of Shampoo's roots per step, amortized over ``update_freq`` steps.
-
-    Per n x n factor and refresh: the Householder reduction to tridiagonal form (4/3 n^3, the least
-    any dense symmetric eigensolver does; Golub & Van Loan, Alg. 8.3.1) plus forming V diag(s) V^T
-    (2 n^3). Back-transforming the eigenvectors and the tridiagonal solve are not counted.
-    """
-    widths = [784, *hidden, 10]
-    per_refresh = sum((4 / 3 + 2) * (m ** 3 + n ** 3) for n, m in zip(widths[:-1], widths[1:]))
-    return per_refresh / update_freq
 
 
 def shampoo_figures(cfg: dict, steps: int, peak: float) -> dict[str, Any]:
@@ -95,21 +89,40 @@ def shampoo_figures(cfg: dict, steps: int, peak: float) -> dict[str, Any]:
         times[label], root_share[label] = seconds, opt.root_time_s / (seconds * steps)
     peer, _ = step_time(lambda p: pytorch_optimizer.Shampoo(p, lr=1e-3, preconditioning_compute_steps=freq),
                         hidden, batch, steps, cpu)
-    flops = (model_flops_per_step(hidden, batch) + shampoo_flops_per_step(hidden, factored_batch=batch if factored else None)
-             + root_flops_per_step(hidden, freq))
+    widths = [bound.IN_FEATURES, *hidden, bound.CLASSES]
+    step_flops = flops.model(widths, batch) + flops.shampoo(ours, widths, batch)
     return {
         "configured": configured,
         "step_ms": {k: 1e3 * v for k, v in times.items()},
         "peer_step_ms": 1e3 * peer,
         "root_fraction": root_share,
         "ratio_to_peer": times[configured] / peer,
-        "flops_per_step": flops,
-        "lower_bound_ms": 1e3 * flops / peak,
-        "ratio_to_lower_bound": times[configured] * peak / flops,
+        "flops_per_step": step_flops,
+        "lower_bound_ms": 1e3 * step_flops / peak,
+        "ratio_to_lower_bound": times[configured] * peak / step_flops,
         "update_freq": freq,
         "batch": batch,
         "gradient_factors": factored,
     }
+
+
+def step_bound_figures(cfg: dict, steps: int, peak: float) -> dict[str, Any]:
+    """Figure 8: each config optimizer whose registry type counts its FLOPs (``OptimizerType.flops``:
+    Shampoo, OWM, Memory Shampoo), its training step on the config's MLP at the class-incremental
+    batch (as the config has it, lr included) / its FLOP lower bound at the matmul peak."""
+    hidden = list(cfg["model"]["hidden"])
+    batch = int(cfg["benchmarks"][THROUGHPUT_BENCHMARK]["batch_size"])
+    widths = [bound.IN_FEATURES, *hidden, bound.CLASSES]
+    out: dict[str, Any] = {}
+    for name, entry in cfg["optimizers"].items():
+        row = registry.TYPES.get(entry["type"])
+        if row is None or row.flops is None or "regularizer" in entry:
+            continue
+        step_flops = flops.model(widths, batch) + registry.step_flops(entry, widths, batch)
+        seconds, _ = step_time(entry, hidden, batch, steps, torch.device("cpu"))
+        out[name] = {"type": entry["type"], "step_ms": 1e3 * seconds, "flops_per_step": step_flops,
+                     "lower_bound_ms": 1e3 * step_flops / peak, "ratio_to_lower_bound": seconds * peak / step_flops}
+    return out
 
 
 # ---- 3, 4: training throughput, the fixed cost of a job, an SGD step's FLOP rate
@@ -231,7 +244,7 @@ def throughput_figures(cfg: dict, dataset: Path, epochs: tuple[int, int], peak: 
 
     hidden, batch = list(cfg["model"]["hidden"]), int(cfg["benchmarks"][THROUGHPUT_BENCHMARK]["batch_size"])
     sgd_step, _ = step_time(cfg["optimizers"]["sgd"], hidden, batch, 200, torch.device("cpu"))
-    achieved = model_flops_per_step(hidden, batch) / sgd_step
+    achieved = flops.model([784, *hidden, 10], batch) / sgd_step
     out["sgd_step"] = {"ms": 1e3 * sgd_step, "gflops": achieved / 1e9, "ratio_to_peak": achieved / peak}
     return out
 
@@ -298,7 +311,7 @@ def merged_config(config_path: Path, default: Path = Path("config/config.yaml"))
 
 def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, int] = (2, 20),
         peak_n: int = 2048, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """All six figures on one thread, for the config at ``config_path`` (merged onto
+    """All eight figures on one thread, for the config at ``config_path`` (merged onto
     config/config.yaml, as ``--configfile`` does) and the pipeline outputs under ``workdir``
     (figure 5; absent when no run completed there).
 
@@ -323,6 +336,8 @@ def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, i
                  f"batched, {epochs[0]} epochs per task")
         with contextlib.redirect_stdout(io.StringIO()):  # train_runs prints a line per run
             result["batched"] = batched_figures(cfg, dataset, epochs[0])
+    progress(f"step bounds: every configured optimizer with a FLOP count, {steps} steps each")
+    result["step_bounds"] = step_bound_figures(cfg, steps, peak)
     wall = snakemake_wall_time(workdir)
     times = stage_times(workdir, None if wall is None else (wall["start"], wall["end"]))
     cores = machine()["cpu_count"]
@@ -330,6 +345,9 @@ def run(config_path: Path, workdir: Path, steps: int = 100, epochs: tuple[int, i
     times["other_jobs_floor_s"] = (times["job_s"] - times["shampoo_s"]) / max(cores, 1)
     times["cores"] = cores
     result["reproduce"] = {"wall": wall, **times}
+    runs = bound.runs_bound(workdir, peak)
+    result["bound"] = None if wall is None or runs["bound_s"] <= 0 else {
+        **bound.breakdown(runs, times, wall["wall_s"], cores), "runs": runs}
     return result
 
 
@@ -368,6 +386,14 @@ def render(result: dict[str, Any], command: str) -> str:
     for name, b in result.get("batched", {}).get("optimizers", {}).items():
         lines.append(f"| 6 | {name}: job time of its seeds one after another / batched (speed-up) | "
                      f"{_ratio(b['speedup'])} | (reported; `auto` batches on CUDA only) |")
+    bd = result.get("bound")
+    lines.append(f"| 7 | `make reproduce` wall time / its compute bound on {rep['cores']} cores | "
+                 + ("no complete run here" if bd is None else
+                    f"{_ratio(bd['ratio'])} ({bd['wall_s'] / 60:.1f} min / {bd['bound_wall_s'] / 60:.1f} min)")
+                 + " | <= 1.5, or <= 15 min |")
+    for name, f in result.get("step_bounds", {}).items():
+        lines.append(f"| 8 | {name} ({f['type']}) step / its FLOP lower bound at the matmul peak | "
+                     f"{_ratio(f['ratio_to_lower_bound'])} | <= 1.5 |")
     lines += ["", "## 1, 2. Shampoo", "",
               f"Default MLP at batch {sh['batch']}, roots every {sh['update_freq']} steps "
               "(the peer: `preconditioning_compute_steps`), lr 1e-3 for all (the peer writes NaN at larger rates).", "",
@@ -414,6 +440,7 @@ def render(result: dict[str, Any], command: str) -> str:
                   *stage_table(rep, share=True)]
     else:
         lines.append("No `benchmarks/` files here: run `make reproduce` first.")
+    lines += render_bound(result)
     if result.get("batched"):
         bt = result["batched"]
         lines += ["", "## 6. Seeds batched in one stacked model", "",
@@ -430,6 +457,46 @@ def render(result: dict[str, Any], command: str) -> str:
             lines.append(f"| {name} | {b['type']} | {b['one_by_one_s']:.2f} | {b['batched_s']:.2f} | "
                          f"{b['speedup']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def render_bound(result: dict[str, Any]) -> list[str]:
+    """Markdown lines of figures 7 and 8: the whole run against its compute bound (``optbias.perf.bound``),
+    the gap part by part and per optimizer type, and each bounded optimizer's step against its own."""
+    lines = ["", "## 7. The whole run against its compute bound", ""]
+    bd = result.get("bound")
+    if bd is None:
+        lines.append("No complete Snakemake run with training runs here: run `make reproduce` first.")
+    else:
+        runs = bd["runs"]
+        lines += [f"The bound (src/optbias/perf/bound.py): every training run's optimizer steps x the FLOPs of a step "
+                  f"(src/optbias/perf/flops.py: the MLP's forward and backward matrix products and the optimizer's "
+                  f"matrix work, counted from below), plus EWC's Fisher passes, at the matmul peak measured above, over "
+                  f"{bd['cores']} cores. {runs['runs']} runs under `data/`: {runs['bound_s'] / 60:.1f} core-minutes, "
+                  f"so {bd['bound_wall_s'] / 60:.1f} min of wall time; the run took {bd['wall_s'] / 60:.1f} min, "
+                  f"{bd['ratio']:.2f}x the bound.", "",
+                  f"Where the {bd['cores']} x {bd['wall_s'] / 60:.1f} = {bd['cores'] * bd['wall_s'] / 60:.1f} "
+                  "core-minutes went:", "",
+                  "| part | core-minutes | share |", "|---|---|---|"]
+        total = bd["cores"] * bd["wall_s"]
+        lines += [f"| {label} | {v / 60:.1f} | {v / total:.0%} |" for label, v in bd["parts"].items()]
+        if runs["eval_recorded"] < runs["runs"]:
+            lines += ["", f"{runs['runs'] - runs['eval_recorded']} of {runs['runs']} runs predate the "
+                      "`eval_time_s` field: their evaluation is counted in the training line."]
+        if runs["not_estimated"]:
+            lines += ["", f"Optimizer types with no FLOP estimate, bounded by the model alone: "
+                      f"{', '.join(runs['not_estimated'])}."]
+        lines += ["", "Per optimizer type: its runs' training time (evaluation excluded where recorded) against "
+                  "their bound.", "", "| type | runs | steps | bound (core-min) | training (core-min) | ratio |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {kind} | {r['runs']} | {r['steps']:,} | {r['bound_s'] / 60:.1f} | {r['train_s'] / 60:.1f} | "
+                  f"{_ratio(r['ratio'])} |" for kind, r in runs["by_type"].items()]
+    lines += ["", "## 8. Optimizer steps against their FLOP bounds", "",
+              "Each configured optimizer whose registry type counts its FLOPs (`OptimizerType.flops`), one training "
+              "step of the config's MLP at the class-incremental batch, with its configured options.", "",
+              "| optimizer | type | ms/step | bound (ms) | ratio |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {f['type']} | {f['step_ms']:.1f} | {f['lower_bound_ms']:.1f} | "
+              f"{f['ratio_to_lower_bound']:.2f} |" for name, f in result.get("step_bounds", {}).items()]
+    return lines
 
 
 def main(config_path: Path, workdir: Path, output: Path | None, steps: int, epochs: tuple[int, int],

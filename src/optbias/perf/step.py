@@ -3,7 +3,8 @@
 Prints, at the default width and batch size:
 * Shampoo training-step time / AdamW training-step time (the target is <= 2x);
 * the fraction of Shampoo's step time spent recomputing roots (eigh);
-* the achieved FLOP/s of Shampoo's matrix work / this device's float32 matmul peak (measured).
+* the achieved FLOP/s of Shampoo's matrix work / this device's float32 matmul peak (measured);
+  the FLOP counts are ``optbias.perf.flops``'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from ..engine import pick_device
 from ..models import MLP
 from ..optim import registry as optim
-from ..optim.gradient_factors import factored_cost
+from . import flops
 
 
 def _sync(device: torch.device) -> None:
@@ -69,27 +70,6 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def shampoo_flops_per_step(hidden: list[int], exponent_sides: int = 2, factored_batch: int | None = None) -> float:
-    """Matrix FLOPs Shampoo adds per step: the statistics G G^T, G^T G and the two preconditioning
-    products L^-1/4 G and (.) R^-1/4 for every 2-D weight (roots excluded, they are amortized).
-
-    ``factored_batch``: with Shampoo's ``gradient_factors`` at this batch, each weight costs the
-    cheaper of the dense and the factored count (optim/gradient_factors.py ``factored_cost``), as the
-    optimizer chooses."""
-    widths = [784, *hidden, 10]
-    flops = 0.0
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
-        dense, factored = factored_cost(n_out, n_in, factored_batch or 1)  # multiply-adds
-        flops += 2 * (dense if factored_batch is None else min(dense, factored))
-    return flops
-
-
-def model_flops_per_step(hidden: list[int], batch: int) -> float:
-    """Forward + backward matmul FLOPs of the MLP for one batch (2 for forward, 4 for backward)."""
-    widths = [784, *hidden, 10]
-    return 6.0 * batch * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-
-
 def report(hidden: list[int], batch: int = 64, steps: int = 60, threads: int = 1,
            shampoo_lr: float = 0.05, update_freq: int = 10, peak_n: int = 2048) -> dict[str, float]:
     """Shampoo's and AdamW's step times (ms) on the MLP, their ratio, the root share and the FLOP bound,
@@ -101,6 +81,8 @@ def report(hidden: list[int], batch: int = 64, steps: int = 60, threads: int = 1
     shampoo_s, opt = step_time({"type": "shampoo", "lr": shampoo_lr, "update_freq": update_freq}, hidden, batch,
                                steps, device)
     peak = matmul_peak(device, peak_n)
+    widths = [784, *hidden, 10]
+    shampoo_matrix = flops.shampoo({}, widths, batch, roots=False)  # dense statistics and products
     return {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": threads,
@@ -109,10 +91,9 @@ def report(hidden: list[int], batch: int = 64, steps: int = 60, threads: int = 1
         "shampoo_over_adamw": shampoo_s / adamw_s,
         "root_fraction": opt.root_time_s / (shampoo_s * steps),
         "matmul_peak_gflops": peak / 1e9,
-        "shampoo_matrix_gflops": shampoo_flops_per_step(hidden) / shampoo_s / 1e9,
-        "shampoo_matrix_flops_over_peak": shampoo_flops_per_step(hidden) / shampoo_s / peak,
+        "shampoo_matrix_gflops": shampoo_matrix / shampoo_s / 1e9,
+        "shampoo_matrix_flops_over_peak": shampoo_matrix / shampoo_s / peak,
         # Even at equal efficiency, Shampoo's matrix work alone makes a step this many times an
         # SGD step's FLOPs (roots excluded): the floor under shampoo_over_adamw at this width and batch.
-        "flop_lower_bound_ratio": (model_flops_per_step(hidden, batch) + shampoo_flops_per_step(hidden))
-        / model_flops_per_step(hidden, batch),
+        "flop_lower_bound_ratio": (flops.model(widths, batch) + shampoo_matrix) / flops.model(widths, batch),
     }
