@@ -242,3 +242,57 @@ def test_pull_outside_a_dvc_repository_says_where_to_run_it(tmp_path):
 
     with pytest.raises(PullError, match="no dvc.yaml .* run `optbias pull` from the repository root"):
         pull(tmp_path)
+
+
+# ---------------------------------------------------------------- what each stage depends on
+
+def test_each_dvc_stage_depends_on_exactly_what_its_rules_read():
+    """dvc.yaml's code deps per stage equal what optbias.versioning.deps computes from the workflow:
+    the fix, when they differ, is printed by `optbias dvc-deps`."""
+    from optbias.versioning import deps
+
+    assert deps.check(REPO) == []
+    stages = deps.dvc_stages(REPO)
+    train, data_deps = stages["train"]["deps"], stages["data"]["deps"]
+    assert "src/optbias" not in train and "workflow" not in train  # no longer everything
+    assert "src/optbias/optim/shampoo.py" in train  # named by the registry, imported when an optimizer is built
+    assert "src/optbias/continual/loop.py" in train and "workflow/scripts/continual/train.py" in train
+    for figure_only in ("src/optbias/plotting.py", "src/optbias/paper/render.py", "src/optbias/perf/flops.py",
+                        "workflow/scripts/continual/final_accuracy.py", "workflow/rules/paper.smk"):
+        assert figure_only not in train, figure_only  # a figure's code does not invalidate training
+    assert "src/optbias/continual/loop.py" not in data_deps
+
+
+def test_the_import_closure_follows_relative_imports_and_registry_names(tmp_path):
+    from optbias.versioning import deps
+
+    pkg = tmp_path / "src/optbias"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "a.py": "from . import b\nfrom .sub import c\n",
+        "b.py": "ROW = 'optbias.sub.d:Thing'\nNOT = 'optbias is great'\n",
+        "sub/__init__.py": "",
+        "sub/c.py": "def f():\n    from ..e import g  # inside a function\n",
+        "sub/d.py": "import json\n",
+        "e.py": "g = 1\n",
+        "unused.py": "import optbias.a\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    script = tmp_path / "workflow/scripts/s.py"
+    script.parent.mkdir(parents=True)
+    script.write_text("from optbias.a import something\nimport os\n")
+    closure = {p.relative_to(pkg).as_posix() for p in deps.import_closure([script], tmp_path / "src")}
+    assert closure == {"__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py", "sub/d.py", "e.py"}
+
+    rules = [("train", "workflow/rules/x.smk", "workflow/scripts/s.py", ["data/runs/{b}/metrics.json"]),
+             ("figure", "workflow/rules/y.smk", None, ["figures/f.png"]),
+             ("both", "workflow/rules/y.smk", None, ["data/runs/x", "data/summary/y"])]
+    outs = {"train": ["data/runs"], "metrics": ["data/summary"], "figures": ["figures"]}
+    with pytest.raises(ValueError, match="rule both: its outputs lie under the outputs of the DVC stages"):
+        deps.stage_deps(rules, outs, list(outs), tmp_path, "figures")
+    got = deps.stage_deps(rules[:2], outs, list(outs), tmp_path, "figures")
+    assert got["train"] == sorted(deps.ALWAYS + ["workflow/rules/x.smk", "workflow/scripts/s.py"]
+                                  + [f"src/optbias/{f}" for f in closure])
+    assert got["figures"] == sorted(deps.ALWAYS + ["workflow/rules/y.smk"]) and got["metrics"] == sorted(deps.ALWAYS)

@@ -45,17 +45,15 @@ def test_owm_and_memory_shampoo_flops_are_hand_computed():
     assert flops.memory_shampoo({"memory_power": 0}, [3, 2], 7) == flops.shampoo({}, [3, 2], 7)  # Shampoo exactly
 
 
-def test_registry_step_flops_counts_elementwise_types_as_zero_and_unknown_ones_as_none():
-    from optbias.optim import registry
-
+def test_step_flops_count_elementwise_types_as_zero_and_unknown_ones_as_none():
     w = [784, 16, 10]
-    assert registry.step_flops({"type": "sgd", "lr": 0.1}, w, 8) == 0.0
-    assert registry.step_flops({"type": "adamw", "lr": 1e-3, "regularizer": "ewc", "regularizer_strength": 1}, w, 8) == 0.0
-    assert registry.step_flops({"type": "muon", "lr": 0.01}, w, 8) is None  # not estimated
-    assert registry.step_flops({"type": "torch.optim.NAdam", "lr": 1e-3}, w, 8) is None
-    assert registry.step_flops({"type": "owm", "lr": 1.0, "alpha": 0.01}, w, 8) == flops.owm({"alpha": 0.01}, w, 8)
+    assert flops.step({"type": "sgd", "lr": 0.1}, w, 8) == 0.0
+    assert flops.step({"type": "adamw", "lr": 1e-3, "regularizer": "ewc", "regularizer_strength": 1}, w, 8) == 0.0
+    assert flops.step({"type": "muon", "lr": 0.01}, w, 8) is None  # not estimated
+    assert flops.step({"type": "torch.optim.NAdam", "lr": 1e-3}, w, 8) is None
+    assert flops.step({"type": "owm", "lr": 1.0, "alpha": 0.01}, w, 8) == flops.owm({"alpha": 0.01}, w, 8)
     entry = {"type": "shampoo", "lr": 0.03, "update_freq": 20}
-    assert registry.step_flops(entry, w, 8) == flops.shampoo({"lr": 0.03, "update_freq": 20}, w, 8)
+    assert flops.step(entry, w, 8) == flops.shampoo({"lr": 0.03, "update_freq": 20}, w, 8)
 
 
 def write_run(root, rel, spec_extra, steps, wall, eval_s=None):

@@ -11,6 +11,8 @@ The pipeline's rules do not go through here: each calls its library function fro
   such as ``make fashion``), their summed wall time and the job time per stage;
 * ``optbias retrain``: train finished runs again with the code here and say whether every field of
   their metrics.json is reproduced (exit 1 when one is not);
+* ``optbias dvc-deps``: each DVC stage's code deps, what its rules read (``--check``: exit 1 when
+  dvc.yaml differs, naming what to add or remove);
 * ``optbias readme``: rewrite README.md's results block from paper/verdicts.json and
   docs/performance.json (``--check``: exit 1 when it is stale, change nothing).
 
@@ -47,6 +49,21 @@ def _bench(args: argparse.Namespace) -> None:
 
     main(Path(args.config), Path(args.workdir), None if args.output == "-" else Path(args.output), args.steps,
          tuple(args.epochs), args.peak_n)
+
+
+def _dvc_deps(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .versioning import deps
+
+    root = Path(args.root)
+    if args.check:
+        problems = deps.check(root)
+        print("\n".join(problems) if problems else "dvc.yaml: every stage's code deps are what its rules read")
+        return 1 if problems else 0
+    for stage, paths in deps.expected(root).items():
+        print(f"{stage}:\n" + "".join(f"  - {p}\n" for p in paths), end="")
+    return 0
 
 
 def _print_and_write(text: str, output: str) -> None:
@@ -143,6 +160,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("metrics", nargs="+", help="runs' metrics.json files (data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json)")
     t.add_argument("--data", help="the dataset file they trained on (default: the one data/raw/*.pt of their working directory)")
     _markdown_output(t, _retrain)
+
+    d = sub.add_parser("dvc-deps", help="each DVC stage's code deps: its rules, their scripts and the modules they import")
+    d.add_argument("--check", action="store_true", help="change nothing; exit 1 when dvc.yaml's deps differ")
+    d.add_argument("--root", default=".", help="the repository (default: the working directory)")
+    d.set_defaults(func=_dvc_deps)
 
     m = sub.add_parser("readme", help="rewrite README.md's results block from paper/verdicts.json and docs/performance.json")
     m.add_argument("--check", action="store_true", help="change nothing; exit 1 when the block is stale")

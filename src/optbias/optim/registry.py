@@ -62,10 +62,12 @@ class OptimizerType:
     ``forwards_to``: the ``"module:Class"`` whose constructor receives the class's ``**kwargs``
     (a subclass that adds options to its base): its options are accepted too, by name, so that a
     typo is still rejected; None when ``**kwargs`` (if any) takes nothing a config may name.
-    ``flops``: the ``"module:function"`` counting, from below, the matrix FLOPs a step adds to the
-    model's forward and backward passes, ``f(options, widths, batch) -> float``
-    (``optbias.perf.flops``; the compute bound of ``optbias bench``); None when not estimated.
-    An element-wise type adds none (its work is memory-bound: ``step_flops`` counts 0).
+    ``flops``: the name of the function of ``optbias.perf.flops`` that counts, from below, the matrix
+    FLOPs a step adds to the model's forward and backward passes, ``f(options, widths, batch) ->
+    float`` (the compute bound of ``optbias bench``); None when not estimated. An element-wise type
+    adds none (its work is memory-bound: ``optbias.perf.flops.step`` counts 0). A name, not a module
+    path: the training code does not import the FLOP counts, so editing one retrains nothing
+    (``optbias.versioning.deps``).
     """
 
     cls: str
@@ -98,16 +100,16 @@ TYPES: dict[str, OptimizerType] = {
     # textbook full-matrix Shampoo (Gupta et al. 2018), ours; its stacked class batches the
     # factors, roots and grafting norms of every run
     "shampoo": OptimizerType("optbias.optim.shampoo:Shampoo", step_cost=4.0,
-                             stacked="optbias.optim.stacked_shampoo:StackedShampoo", flops="optbias.perf.flops:shampoo"),
+                             stacked="optbias.optim.stacked_shampoo:StackedShampoo", flops="shampoo"),
     # Orthogonal Weight Modification (Zeng et al. 2019): each layer's gradient times alpha (A + alpha I)^-1
     # of its accumulated inputs; needs the model (attach)
-    "owm": OptimizerType("optbias.optim.owm:OWM", options="optbias.optim.checks:owm", flops="optbias.perf.flops:owm"),
+    "owm": OptimizerType("optbias.optim.owm:OWM", options="optbias.optim.checks:owm", flops="owm"),
     # ours (paper/designing_an_optimizer.md): Shampoo times an input memory alpha^p (S + alpha I)^-p;
     # scheduled as Shampoo (one more root per layer, not measured separately)
     "memory_shampoo": OptimizerType("optbias.optim.memory_shampoo:MemoryShampoo", step_cost=4.0,
                                     options="optbias.optim.checks:memory_shampoo",
                                     forwards_to="optbias.optim.shampoo:Shampoo",
-                                    flops="optbias.perf.flops:memory_shampoo"),
+                                    flops="memory_shampoo"),
     # SGD / Adam on Powerprop's v, written on w (need alpha)
     "powerprop_sgd": OptimizerType("optbias.optim.powerprop:PowerpropSGD"),
     "powerprop_adam": OptimizerType("optbias.optim.powerprop:PowerpropAdam"),
@@ -136,21 +138,6 @@ def relative_step_cost(type_name: str) -> float:
     scheduler's estimate only."""
     row = TYPES.get(type_name)
     return 1.0 if row is None else row.step_cost
-
-
-def step_flops(entry: dict[str, Any], widths: list[int], batch: int) -> float | None:
-    """Matrix FLOPs an optimizer step of ``entry`` adds to the MLP's forward and backward passes
-    (widths ``[n_in, *hidden, n_classes]``, ``batch`` rows), counted from below by the row's
-    ``flops``: 0 for an element-wise type, None when the type has no estimate (an import path,
-    Muon, SOAP, PSGD-Kron). Imports the counting module (and torch) only for a row that has one."""
-    row = TYPES.get(entry["type"])
-    if row is None:
-        return None
-    if row.flops is None:
-        return 0.0 if row.elementwise else None
-    module, _, name = row.flops.partition(":")
-    options = {k: v for k, v in without_regularizer(entry).items() if k != "type"}
-    return float(getattr(importlib.import_module(module), name)(options, list(widths), int(batch)))
 
 
 class OptimizerConfigError(ValueError):

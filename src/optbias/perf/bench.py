@@ -118,7 +118,7 @@ def step_bound_figures(cfg: dict, steps: int, peak: float) -> dict[str, Any]:
         row = registry.TYPES.get(entry["type"])
         if row is None or row.flops is None or "regularizer" in entry:
             continue
-        step_flops = flops.model(widths, batch) + registry.step_flops(entry, widths, batch)
+        step_flops = flops.model(widths, batch) + flops.step(entry, widths, batch)
         seconds, _ = step_time(entry, hidden, batch, steps, torch.device("cpu"))
         out[name] = {"type": entry["type"], "step_ms": 1e3 * seconds, "flops_per_step": step_flops,
                      "lower_bound_ms": 1e3 * step_flops / peak, "ratio_to_lower_bound": seconds * peak / step_flops}

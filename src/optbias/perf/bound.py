@@ -35,7 +35,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..optim import registry
 from . import flops
 
 IN_FEATURES, CLASSES = 784, 10  # every dataset of the pipeline: 28 x 28 images, 10 classes
@@ -49,13 +48,13 @@ def run_flops(metrics: dict[str, Any]) -> tuple[float, bool]:
     ``benchmark_cfg.batch_size`` and ``optimizer_cfg``). Counted: ``steps`` x (the MLP's forward
     and backward + the optimizer's matrix work), and for EWC one forward and backward pass over each
     task's training split (``steps / epochs_per_task`` batches in all). An optimizer with no
-    estimate (``registry.step_flops`` None) counts the model alone, and the second value is False.
+    estimate (``flops.step`` None) counts the model alone, and the second value is False.
     """
     spec = metrics["spec"]
     widths = [IN_FEATURES, *spec["model"]["hidden"], CLASSES]
     batch = int(spec["benchmark_cfg"]["batch_size"])
     steps = int(metrics["steps"])
-    extra = registry.step_flops(spec["optimizer_cfg"], widths, batch)
+    extra = flops.step(spec["optimizer_cfg"], widths, batch)
     total = steps * (flops.model(widths, batch) + (extra or 0.0))
     if spec["optimizer_cfg"].get("regularizer") == "ewc":
         total += steps / int(spec["benchmark_cfg"]["epochs_per_task"]) * flops.model(widths, batch)

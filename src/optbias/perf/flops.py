@@ -3,8 +3,8 @@
 A step of the MLP (widths ``[n_in, *hidden, n_classes]``, batch B) costs at least its matrix
 products: 2 B a b FLOPs per a -> b layer forward, twice that backward (the input and the weight
 gradient), so 6 B sum(a b) (``model``). An optimizer adds what its registry row names
-(``OptimizerType.flops``, a ``"module:function"`` here, called with the entry's options, the widths
-and B). Element-wise types (SGD, Adam, Adagrad) add O(parameters) memory-bound work and are counted
+(``OptimizerType.flops``, the name of a function here, called with the entry's options, the widths
+and B: ``step``). Element-wise types (SGD, Adam, Adagrad) add O(parameters) memory-bound work and are counted
 as 0; Muon, SOAP and PSGD-Kron are not estimated (their bound is the model's alone, so still a lower
 bound). Every count below is a matrix product or a dense factorization, at 2 FLOPs per
 multiply-add; element-wise work, the checks and the grafting are left out, so each is a lower bound.
@@ -24,6 +24,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from ..optim import registry
 from ..optim.gradient_factors import factored_cost
 from ..optim.memory_shampoo import MemoryShampoo
 from ..optim.owm import OWM
@@ -91,3 +92,17 @@ def owm(options: Mapping[str, Any], widths: list[int], batch: int) -> float:
     gradient G P (2 m n'^2)."""
     fold = {**defaults(OWM), **options}["fold_bias"]
     return sum(4 * (n + fold) ** 2 + 2 * m * (n + fold) ** 2 for m, n in layers(widths))
+
+
+def step(entry: Mapping[str, Any], widths: list[int], batch: int) -> float | None:
+    """Matrix FLOPs an optimizer step of config ``entry`` adds to the MLP's forward and backward passes
+    (``widths`` ``[n_in, *hidden, n_classes]``, ``batch`` rows), by the function of this module its
+    registry row names (``OptimizerType.flops``): 0 for an element-wise type, None when the type has
+    no estimate (an import path, Muon, SOAP, PSGD-Kron). A regularizer's keys are not options."""
+    row = registry.TYPES.get(entry["type"])
+    if row is None:
+        return None
+    if row.flops is None:
+        return 0.0 if row.elementwise else None
+    options = {k: v for k, v in registry.without_regularizer(dict(entry)).items() if k != "type"}
+    return float(globals()[row.flops](options, list(widths), int(batch)))

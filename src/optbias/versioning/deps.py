@@ -1,0 +1,185 @@
+"""What each DVC stage reads: its rules' files, their scripts and the library modules those import.
+
+A DVC stage (dvc.yaml) is out of date when one of its ``deps`` changes. Listing the whole of
+``src/optbias`` and ``workflow/`` there made a docstring in a figure script invalidate the
+training stage; so each stage lists only what the Snakemake rules whose outputs it owns read:
+
+* the Snakefile, ``workflow/rules/common.smk`` (helpers every rule file uses) and the config schema
+  (its defaults are part of every job's config);
+* the rule files (``.smk``) that define those rules, and their scripts;
+* the static import closure of those scripts inside the ``optbias`` package (``import_closure``),
+  which also follows the ``"optbias.module:Name"`` strings by which the optimizer registry names
+  classes it imports only when building one; and the upstream stages' outputs.
+
+``stage_deps`` computes the lists from the loaded workflow's rules; ``optbias dvc-deps`` prints them
+and ``--check`` compares them with dvc.yaml (tests/test_dvc.py runs it). The import closure is
+static: a module imported by a name computed at run time would be missed (the package has none;
+the registry's names are literal strings).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+PACKAGE = "optbias"
+NAMED_MODULE = re.compile(r"^optbias(\.\w+)+(:\w+)?$")  # a registry row's "optbias.optim.owm:OWM"
+ALWAYS = ["Snakefile", "workflow/rules/common.smk", "workflow/schemas"]  # every rule reads these
+
+
+def _module_file(module: str, src: Path) -> Path | None:
+    """``src/optbias/a/b.py`` or ``src/optbias/a/b/__init__.py`` for module ``optbias.a.b``; None if neither."""
+    base = src.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_name(path: Path, src: Path) -> str:
+    parts = path.relative_to(src).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, src: Path) -> set[str]:
+    """The ``optbias`` modules the Python file ``path`` names: in ``import`` statements anywhere (inside
+    functions too), relative ones resolved against its package, and in string constants of the form
+    ``"optbias.module"`` or ``"optbias.module:Name"``. ``src``: the directory that holds ``optbias/``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    inside = path.is_relative_to(src / PACKAGE)
+    package = _module_name(path, src) if inside else ""
+    if inside and path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # kept below only if it is a module
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and NAMED_MODULE.match(node.value):
+            found.add(node.value.partition(":")[0])
+    return {m for m in found if (m == PACKAGE or m.startswith(PACKAGE + ".")) and _module_file(m, src) is not None}
+
+
+def import_closure(files: Iterable[Path], src: Path) -> set[Path]:
+    """Every file of the ``optbias`` package that importing ``files`` can execute: the modules they
+    name, transitively, and the ``__init__.py`` of every package on the way."""
+    todo, seen = list(files), set()
+    closure: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in imported_modules(path, src):
+            parts = module.split(".")
+            for i in range(1, len(parts) + 1):  # optbias/__init__.py, optbias/a/__init__.py, ..., the module
+                target = _module_file(".".join(parts[:i]), src)
+                if target is not None and target not in closure:
+                    closure.add(target)
+                    todo.append(target)
+    return closure
+
+
+def _owner(path: str, stage_outs: dict[str, list[str]]) -> str | None:
+    for stage, outs in stage_outs.items():
+        if any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs):
+            return stage
+    return None
+
+
+def stage_deps(rules: Iterable[tuple[str, str, str | None, list[str]]], stage_outs: dict[str, list[str]],
+               stage_order: list[str], root: Path, catch_all: str) -> dict[str, list[str]]:
+    """Each stage's code deps, as paths relative to ``root`` (sorted; directories kept whole).
+
+    ``rules``: (name, rule file, script, outputs) of every rule of the loaded workflow, paths relative
+    to ``root``; ``stage_outs``: the DVC stages' output directories; ``stage_order``: the stages in
+    dvc.yaml's order; ``catch_all``: the stage whose command runs every rule (its rules are those
+    whose outputs no stage owns, such as figures and the paper). A rule belongs to the stage that owns
+    its first output's directory (the part of the path before any wildcard). Raises ``ValueError`` for
+    a rule whose outputs lie under two stages' outputs."""
+    src = root / "src"
+    by_stage: dict[str, set[str]] = {s: set(ALWAYS) for s in stage_order}
+    scripts: dict[str, set[Path]] = {s: set() for s in stage_order}
+    for name, snakefile, script, outputs in rules:
+        if not outputs:
+            continue
+        owners = {_owner(o.split("{")[0], stage_outs) or catch_all for o in outputs}
+        if len(owners) > 1:
+            raise ValueError(f"rule {name}: its outputs lie under the outputs of the DVC stages {sorted(owners)}; "
+                             "give each rule's outputs to one stage")
+        stage = owners.pop()
+        by_stage[stage].add(snakefile)
+        if script is not None:
+            by_stage[stage].add(script)
+            scripts[stage].add(root / script)
+    for stage in stage_order:
+        by_stage[stage].update(p.relative_to(root).as_posix() for p in import_closure(scripts[stage], src))
+    return {s: sorted(by_stage[s]) for s in stage_order}
+
+
+def workflow_rules(root: Path) -> list[tuple[str, str, str | None, list[str]]]:
+    """(name, rule file, script, output patterns) of every rule of ``root``'s Snakefile on its default
+    config, paths relative to ``root``, read by loading the workflow with Snakemake's API (no job runs)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (ConfigSettings, OutputSettings, ResourceSettings, StorageSettings)
+
+    root = root.resolve()
+    out = []
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        workflow = api.workflow(snakefile=root / "Snakefile", resource_settings=ResourceSettings(cores=1),
+                                config_settings=ConfigSettings(), storage_settings=StorageSettings(), workdir=root)
+        for rule in workflow._workflow.rules:
+            snakefile = Path(str(rule.snakefile)).resolve()
+            script = None if rule.script is None else (snakefile.parent / rule.script).resolve()
+            out.append((rule.name, snakefile.relative_to(root).as_posix(),
+                        None if script is None else script.relative_to(root).as_posix(),
+                        [str(o) for o in rule.output]))
+    return out
+
+
+def dvc_stages(root: Path) -> dict:
+    """dvc.yaml's ``stages`` mapping."""
+    import yaml
+
+    return yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+
+
+def stage_outputs(spec: dict) -> list[str]:
+    """A dvc.yaml stage's outputs: its ``outs`` and its ``metrics`` files, as paths."""
+    return [next(iter(o)) if isinstance(o, dict) else o for o in (*spec.get("outs", []), *spec.get("metrics", []))]
+
+
+def expected(root: Path) -> dict[str, list[str]]:
+    """Each DVC stage's code deps as ``stage_deps`` computes them for ``root``'s workflow and dvc.yaml."""
+    stages = dvc_stages(root)
+    outs = {s: stage_outputs(spec) for s, spec in stages.items()}
+    catch_all = [s for s, spec in stages.items() if spec["cmd"].split()[-1].startswith("-")
+                 or spec["cmd"].endswith("workflow/profiles/local")]
+    if len(catch_all) != 1:
+        raise ValueError(f"dvc.yaml: expected one stage whose command runs the whole workflow, found {catch_all}")
+    return stage_deps(workflow_rules(root), outs, list(stages), root, catch_all[0])
+
+
+def check(root: Path) -> list[str]:
+    """Problems with dvc.yaml's code deps against ``expected`` (empty when they agree): per stage, the
+    paths it lacks and those it lists that no rule of it reads (upstream stages' outputs aside)."""
+    problems = []
+    stages = dvc_stages(root)
+    upstream = {o for spec in stages.values() for o in stage_outputs(spec)}
+    for stage, want in expected(root).items():
+        have = {d for d in stages[stage].get("deps", []) if d not in upstream}
+        missing, extra = sorted(set(want) - have), sorted(have - set(want))
+        if missing or extra:
+            problems.append(f"dvc.yaml stage {stage}: " + "; ".join(
+                part for part in (f"add to deps {missing}" if missing else "",
+                                  f"remove from deps {extra}" if extra else "") if part))
+    return problems
