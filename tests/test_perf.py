@@ -200,6 +200,9 @@ def test_bench_prints_all_eight_figures(tmp_path):
     assert f"| {bench.DYNAMO_ROW} | {fixed[bench.DYNAMO_ROW]:.2f} |" in text
     assert 0 < tp["sgd_step"]["ratio_to_peak"] < 5
     assert "no complete run here" in text and result["reproduce"]["wall"] is None and result["bound"] is None
+    assert result["core_scaling"] == pytest.approx(
+        result["matmul_peak_all_cores_gflops"] / (result["matmul_peak_gflops"] * result["machine"]["cpu_count"]))
+    assert f"{result['core_scaling']:.2f} of {result['machine']['cpu_count']} x one core's" in text
     # 8: the configured optimizers with a FLOP count, each step against its bound, as a quotient
     sb = result["step_bounds"]
     assert set(sb) == {"shampoo", "owm", "memory-shampoo"}  # ewc/si are SGD with a penalty: no count of their own
