@@ -45,6 +45,10 @@ def test_the_block_on_known_inputs():
     assert "2 supported, 1 not supported, 1 inconclusive of 4 claims (Claims audit: [docs/audit.md](docs/audit.md))" \
         in lines[1]
     assert "26.0 min on Some CPU, 4 cores" in lines[2] and "figure 5" in lines[2]
+    assert "compute bound" not in lines[2]  # no figure 7 in these inputs
+    with_bound = readme.results_block(verdicts, {**performance, "bound": {"ratio": 3.125, "bound_wall_s": 300.0}})
+    assert "26.0 min on Some CPU, 4 cores, the environment already installed; 3.12x its compute bound of 5.0 min " \
+        "(figure 7)" in with_bound.splitlines()[2]
     assert "not measured" in readme.results_block(verdicts, {"reproduce": {"wall": None}})
     assert "not measured" in readme.results_block(verdicts, {})
     with pytest.raises(readme.ReadmeError, match="unknown verdicts"):

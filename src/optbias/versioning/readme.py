@@ -46,7 +46,8 @@ def verdict_counts(verdicts: Mapping[str, str]) -> str:
 
 def reproduce_time(performance: Mapping[str, Any]) -> str:
     """The complete ``make reproduce`` run's wall time and machine, as docs/performance.md's figure 5
-    states it: '<minutes> min on <cpu>, <n> cores, ...', or that no complete run was measured."""
+    states it: '<minutes> min on <cpu>, <n> cores, ...' (and, when figure 7 has it, the ratio to the
+    run's compute bound), or that no complete run was measured."""
     reproduce = performance.get("reproduce") or {}
     wall = reproduce.get("wall")
     if not wall or wall.get("wall_s") is None:
@@ -54,7 +55,12 @@ def reproduce_time(performance: Mapping[str, Any]) -> str:
     cpu = (performance.get("machine") or {}).get("cpu_model") or "an unrecorded CPU"
     cores = reproduce.get("cores")
     on = f"{cpu}, {cores} cores" if cores else cpu
-    return f"{wall['wall_s'] / 60:.1f} min on {on}, the environment already installed"
+    text = f"{wall['wall_s'] / 60:.1f} min on {on}, the environment already installed"
+    bound = performance.get("bound")
+    if bound:  # figure 7: the same run against its compute bound
+        text += (f"; {bound['ratio']:.2f}x its compute bound of {bound['bound_wall_s'] / 60:.1f} min "
+                 "(figure 7)")
+    return text
 
 
 def results_block(verdicts: Mapping[str, str], performance: Mapping[str, Any]) -> str:
