@@ -257,10 +257,31 @@ def test_each_dvc_stage_depends_on_exactly_what_its_rules_read():
     assert "src/optbias" not in train and "workflow" not in train  # no longer everything
     assert "src/optbias/optim/shampoo.py" in train  # named by the registry, imported when an optimizer is built
     assert "src/optbias/continual/loop.py" in train and "workflow/scripts/continual/train.py" in train
-    for figure_only in ("src/optbias/plotting.py", "src/optbias/paper/render.py", "src/optbias/perf/flops.py",
+    assert "src/optbias/specs.py" in train  # common.smk builds every run's spec with it
+    for figure_only in ("src/optbias/continual/figures.py", "src/optbias/probes/figures.py", "src/optbias/perf/flops.py",
                         "workflow/scripts/continual/final_accuracy.py", "workflow/rules/paper.smk"):
         assert figure_only not in train, figure_only  # a figure's code does not invalidate training
     assert "src/optbias/continual/loop.py" not in data_deps
+    assert "data/knobs" in stages["figures"]["deps"]  # retention_plasticity reads the retention rule's runs
+
+
+def test_every_library_module_that_loading_the_workflow_imports_is_a_dep_of_every_stage():
+    """Independent of the static closure: import what Snakemake imports when it parses the workflow
+    (every stage's command parses all of it) and list the optbias modules in sys.modules."""
+    from optbias.versioning import deps
+
+    code = ("import sys; from pathlib import Path; from optbias.versioning import deps; "
+            "deps.workflow_rules(Path(sys.argv[1])); "
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+            "if n.split('.')[0] == 'optbias' and getattr(m, '__file__', None)))")
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    loaded = {Path(f).resolve().relative_to(REPO.resolve() / "src").as_posix() for f in proc.stdout.split()}
+    loaded = {"src/" + f for f in loaded if f != "optbias/versioning/deps.py"}  # the loader itself
+    assert "src/optbias/specs.py" in loaded and "src/optbias/config.py" in loaded
+    for stage, spec in deps.dvc_stages(REPO).items():
+        missing = loaded - set(spec["deps"])
+        assert not missing, f"dvc.yaml stage {stage} lacks {sorted(missing)}, which parsing the workflow imports"
 
 
 def test_the_import_closure_follows_relative_imports_and_registry_names(tmp_path):
@@ -286,6 +307,10 @@ def test_the_import_closure_follows_relative_imports_and_registry_names(tmp_path
     closure = {p.relative_to(pkg).as_posix() for p in deps.import_closure([script], tmp_path / "src")}
     assert closure == {"__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py", "sub/d.py", "e.py"}
 
+    (pkg / "f.py").write_text("")  # imported by a rule file only
+    (tmp_path / "workflow/rules").mkdir()
+    (tmp_path / "workflow/rules/x.smk").write_text("rule train:\n    output: 'x'\n\nfrom optbias import f as _f\n")
+    (tmp_path / "workflow/rules/y.smk").write_text("rule figure:\n    output: 'y'\n")
     rules = [("train", "workflow/rules/x.smk", "workflow/scripts/s.py", ["data/runs/{b}/metrics.json"]),
              ("figure", "workflow/rules/y.smk", None, ["figures/f.png"]),
              ("both", "workflow/rules/y.smk", None, ["data/runs/x", "data/summary/y"])]
@@ -294,5 +319,5 @@ def test_the_import_closure_follows_relative_imports_and_registry_names(tmp_path
         deps.stage_deps(rules, outs, list(outs), tmp_path, "figures")
     got = deps.stage_deps(rules[:2], outs, list(outs), tmp_path, "figures")
     assert got["train"] == sorted(deps.ALWAYS + ["workflow/rules/x.smk", "workflow/scripts/s.py"]
-                                  + [f"src/optbias/{f}" for f in closure])
+                                  + [f"src/optbias/{f}" for f in closure | {"f.py"}])
     assert got["figures"] == sorted(deps.ALWAYS + ["workflow/rules/y.smk"]) and got["metrics"] == sorted(deps.ALWAYS)

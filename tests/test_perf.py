@@ -21,9 +21,24 @@ def test_flop_counts_match_hand_computation():
     # one-sided (L^-1/2 G): the left statistic and product only; a side over max_precond_dim is diagonal
     assert flops.shampoo({"exponent": "half_left"}, [784, 10], 64, roots=False) == 2 * 2 * m * m * n
     assert flops.shampoo({"max_precond_dim": 100}, [784, 10], 64, roots=False) == 2 * 2 * m * m * n
-    assert flops.model([784, 10], batch=64) == 6 * 64 * m * n
-    assert flops.model([784, 5, 10], batch=2) == 6 * 2 * (784 * 5 + 5 * 10)
-    assert flops.evaluation([784, 5, 10], rows=3) == 2 * 3 * (784 * 5 + 5 * 10)
+    assert flops.model([784, 10], batch=64) == 4 * 64 * m * n  # one layer: no input gradient
+    assert flops.model([784, 5, 10], batch=2) == 6 * 2 * (784 * 5 + 5 * 10) - 2 * 2 * 784 * 5
+
+
+@pytest.mark.parametrize("hidden, batch", [([16], 8), ([32, 24], 5)])
+def test_the_model_flops_are_what_torch_counts_on_a_real_step(hidden, batch):
+    """An independent count: torch's FlopCounterMode over one forward and backward pass of the MLP."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from optbias.models import MLP
+
+    model = MLP(784, hidden, 10)
+    x, y = torch.rand(batch, 784), torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    assert flops.model([784, *hidden, 10], batch) == counter.get_total_flops()
 
 
 def test_root_flop_lower_bound_is_hand_computed():
@@ -56,15 +71,18 @@ def test_step_flops_count_elementwise_types_as_zero_and_unknown_ones_as_none():
     assert flops.step(entry, w, 8) == flops.shampoo({"lr": 0.03, "update_freq": 20}, w, 8)
 
 
-def write_run(root, rel, spec_extra, steps, wall, eval_s=None):
+def write_run(root, rel, spec_extra, steps, wall, eval_s=None, threads=1):
+    """A run's metrics.json with what the bound reads: 2 tasks of 2 epochs at batch 8."""
     import json
 
     spec = {"model": {"hidden": [16]}, "benchmark_cfg": {"batch_size": 8, "epochs_per_task": 2},
-            "optimizer_cfg": {"type": "sgd", "lr": 0.1}, **spec_extra}
+            "optimizer_cfg": {"type": "sgd", "lr": 0.1}, "train": {"threads": threads}, **spec_extra}
     timing = {"wall_time_s": wall, **({} if eval_s is None else {"eval_time_s": eval_s})}
     path = root / "data" / rel / "metrics.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"spec": spec, "steps": steps, "timing": timing}))
+    path.write_text(json.dumps({"spec": spec, "steps": steps, "tasks": ["0/1", "2/3"], "device": "cpu",
+                                "timing": timing}))
+    return path
 
 
 def test_the_whole_run_bound_and_its_breakdown_on_hand_made_runs(tmp_path):
@@ -81,12 +99,16 @@ def test_the_whole_run_bound_and_its_breakdown_on_hand_made_runs(tmp_path):
     (tmp_path / "data/summary/metrics.json").write_text("{}")  # not a run: skipped
     peak = 1e9
     runs = bound.runs_bound(tmp_path, peak)
-    owm = flops.owm({}, w, 8)
-    expected_flops = 100 * model + 50 * (model + owm) + 40 * model + 40 / 2 * model  # EWC: one pass per task
+    # 2 tasks x 2 epochs: the last batch of each of the 4 epochs may hold one row, so rows >= 8 steps - 4 x 7
+    per_row, owm, owm_one_row = model / 8, flops.owm({}, w, 8), flops.owm({}, w, 1)
+    rows = {100: 800 - 28, 50: 400 - 28, 40: 320 - 28}
+    expected_flops = (rows[100] * per_row + rows[50] * per_row + 46 * owm + 4 * owm_one_row
+                      + rows[40] * per_row + rows[40] / 2 * per_row)  # EWC: one pass over each task's split
     assert runs["runs"] == 3 and runs["bound_s"] == pytest.approx(expected_flops / peak)
+    assert runs["threads"] == [1] and runs["devices"] == ["cpu"]
     assert runs["train_s"] == pytest.approx(2.5 + 2.0 + 0.75) and runs["eval_s"] == 0.75
     assert runs["eval_recorded"] == 2 and runs["not_estimated"] == []
-    assert runs["by_type"]["owm"]["ratio"] == pytest.approx(2.0 / (50 * (model + owm) / peak))
+    assert runs["by_type"]["owm"]["ratio"] == pytest.approx(2.0 / ((rows[50] * per_row + 46 * owm + 4 * owm_one_row) / peak))
     times = {"job_s": 20.0, "stages": {"train": {"job_s": 8.0}, "sweep": {"job_s": 4.0}, "probes": {"job_s": 8.0}}}
     out = bound.breakdown(runs, times, wall_s=15.0, cores=2)
     assert sum(out["parts"].values()) == pytest.approx(2 * 15.0)  # every core-second, once
@@ -96,6 +118,17 @@ def test_the_whole_run_bound_and_its_breakdown_on_hand_made_runs(tmp_path):
     assert parts[3] == pytest.approx(12.0 - 6.0) and parts[4] == pytest.approx(8.0) and parts[5] == pytest.approx(10.0)
     with pytest.raises(ValueError, match="no training run with a step count"):
         bound.breakdown(bound.runs_bound(tmp_path / "empty", peak), times, 15.0, 2)
+
+    # Only the runs written during the measured invocation count; a run on 4 threads is refused.
+    import os
+
+    old = tmp_path / "data/runs/permuted/sgd/seed0/metrics.json"
+    now = old.stat().st_mtime
+    os.utime(old, (now - 7200, now - 7200))
+    assert bound.runs_bound(tmp_path, peak, (now - 3600, now))["runs"] == 2
+    write_run(tmp_path, "runs/permuted/sgd/seed1", {}, steps=100, wall=3.0, threads=4)
+    with pytest.raises(ValueError, match=r"threads \[1, 4\] .* holds for train.threads 1 on the CPU only"):
+        bound.breakdown(bound.runs_bound(tmp_path, peak), times, 15.0, 2)
 
 
 def test_report_prints_ratios_from_one_run():

@@ -77,7 +77,7 @@ class RunMetrics(TypedDict):
     platform: str               # platform.machine()
     machine: NotRequired[dict[str, str | int]]  # engine.machine(): CPU model, BLAS, torch build, threads
     # wall_time_s (the run's share of its job's training and evaluation), eval_time_s (of which in the
-    # evaluations) and the optimizer's durations (seconds): the only fields that differ between two runs
+    # evaluations and checkpoints after each task) and the optimizer's durations (seconds): the only fields that differ between two runs
     # of the same spec on the same machine; batched_seeds (S) when the run was trained in a batched job
     timing: dict[str, float | int]
     R_val: NotRequired[list[list[float]]]       # held-out accuracies (sweep runs only)

@@ -2,12 +2,17 @@
 
 A step of the MLP (widths ``[n_in, *hidden, n_classes]``, batch B) costs at least its matrix
 products: 2 B a b FLOPs per a -> b layer forward, twice that backward (the input and the weight
-gradient), so 6 B sum(a b) (``model``). An optimizer adds what its registry row names
+gradient), less the input gradient of the first layer, which autograd does not form (the data needs
+none): 6 B sum(a b) - 2 B n_in h_1 (``model``; tests/test_perf.py checks it against torch's own
+FLOP counter on a real step). An optimizer adds what its registry row names
 (``OptimizerType.flops``, the name of a function here, called with the entry's options, the widths
 and B: ``step``). Element-wise types (SGD, Adam, Adagrad) add O(parameters) memory-bound work and are counted
 as 0; Muon, SOAP and PSGD-Kron are not estimated (their bound is the model's alone, so still a lower
 bound). Every count below is a matrix product or a dense factorization, at 2 FLOPs per
-multiply-add; element-wise work, the checks and the grafting are left out, so each is a lower bound.
+multiply-add; element-wise work and the grafting are left out (Shampoo's check of its gradient
+factors, ``factored_cost``, is counted: it is a product), so each is a lower bound for this
+implementation. A symmetric product (G G^T, V diag(s) V^T) is counted as a full one, as computed here;
+an implementation that formed only half would need half.
 
 A weight of layer a -> b is the matrix W (m, n) = (b, a). Roots are amortized over ``update_freq``
 steps: per n x n matrix and refresh, the Householder reduction to tridiagonal form (4/3 n^3, the
@@ -45,13 +50,9 @@ def layers(widths: list[int]) -> list[tuple[int, int]]:
 
 
 def model(widths: list[int], batch: int) -> float:
-    """Forward + backward matrix FLOPs of one step of the MLP on ``batch`` rows: 6 B sum(a b)."""
-    return 6.0 * batch * sum(m * n for m, n in layers(widths))
-
-
-def evaluation(widths: list[int], rows: int) -> float:
-    """Forward matrix FLOPs of evaluating ``rows`` inputs: 2 rows sum(a b)."""
-    return 2.0 * rows * sum(m * n for m, n in layers(widths))
+    """Forward + backward matrix FLOPs of one step of the MLP on ``batch`` rows:
+    6 B sum(a b) - 2 B n_in h_1 (no input gradient for the first layer)."""
+    return 6.0 * batch * sum(m * n for m, n in layers(widths)) - 2.0 * batch * widths[0] * widths[1]
 
 
 def shampoo(options: Mapping[str, Any], widths: list[int], batch: int, roots: bool = True) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 SNAKEMAKE_TIME = re.compile(r"^\s*\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.M)  # grouped jobs: indented
+CORES = re.compile(r"^Provided cores: (\d+)", re.M)  # Snakemake's --cores, as the log states it
 STEPS = re.compile(r"(\d+) of (\d+) steps \([\d.]+%\) done")  # "0.1%" and "99.5%" near the ends
 
 
@@ -30,7 +31,8 @@ def invocations(workdir: str | Path) -> list[dict[str, Any]]:
     """Every Snakemake invocation logged in ``workdir/.snakemake/log``, oldest first: ``log`` (path
     relative to ``workdir``), ``start`` and ``end`` (seconds since the epoch: its first and last time
     stamp), ``wall_s`` (end - start), ``done`` and ``total`` (its last "N of M steps"; 0 and None
-    before its first finished job) and ``complete`` (its last job finished: done == total). A log
+    before its first finished job), ``complete`` (its last job finished: done == total) and
+    ``cores`` (Snakemake's "Provided cores", None when the log does not say). A log
     without a time stamp (an invocation that stopped before its first job) is left out. An invocation
     that was killed ends at its last logged event, so its ``wall_s`` is a lower bound. Time stamps are
     local time, as Snakemake writes them; a step back (a daylight-saving change) is not a negative
@@ -46,8 +48,10 @@ def invocations(workdir: str | Path) -> list[dict[str, Any]]:
         done, total = (int(x) for x in steps[-1]) if steps else (0, None)
         times = [_stamp(s) for s in stamps]
         wall = sum(max(0.0, b - a) for a, b in zip(times, times[1:]))
+        cores = CORES.search(text)
         out.append({"log": log.relative_to(workdir).as_posix(), "start": times[0], "end": times[0] + wall,
-                    "wall_s": wall, "done": done, "total": total, "complete": total is not None and done == total})
+                    "wall_s": wall, "done": done, "total": total, "complete": total is not None and done == total,
+                    "cores": int(cores.group(1)) if cores else None})
     return out
 
 
@@ -55,12 +59,13 @@ def snakemake_wall_time(workdir: str | Path) -> dict[str, Any] | None:
     """The complete Snakemake invocation with the most jobs in ``workdir/.snakemake/log`` (the later
     one on a tie): ``log``, ``jobs``, ``wall_s`` (first to last time stamp, seconds), ``start``,
     ``end``; or None when no invocation there finished its last job after a positive time. Of a run
-    resumed over several invocations this is only one part: ``invocations`` has them all."""
+    resumed over several invocations this is only one part: ``invocations`` has them all. Also its
+    ``cores`` (``invocations``)."""
     best = None
     for run in invocations(workdir):
         if run["complete"] and run["end"] > run["start"] and (best is None or run["total"] >= best["jobs"]):
             best = {"log": run["log"], "jobs": run["total"], "wall_s": run["wall_s"], "start": run["start"],
-                    "end": run["end"]}
+                    "end": run["end"], "cores": run["cores"]}
     return best
 
 

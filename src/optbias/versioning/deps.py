@@ -7,7 +7,8 @@ training stage; so each stage lists only what the Snakemake rules whose outputs 
 * the Snakefile, ``workflow/rules/common.smk`` (helpers every rule file uses) and the config schema
   (its defaults are part of every job's config);
 * the rule files (``.smk``) that define those rules, and their scripts;
-* the static import closure of those scripts inside the ``optbias`` package (``import_closure``),
+* the static import closure of those scripts and of the Snakefile and rule files (whose helpers build
+  every job's spec: ``optbias.specs``) inside the ``optbias`` package (``import_closure``),
   which also follows the ``"optbias.module:Name"`` strings by which the optimizer registry names
   classes it imports only when building one; and the upstream stages' outputs.
 
@@ -43,11 +44,19 @@ def _module_name(path: Path, src: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+WORKFLOW_IMPORT = re.compile(r"^[ \t]*((?:from[ \t]+optbias[\w.]*[ \t]+import[ \t]+.+)|(?:import[ \t]+optbias[\w.]*.*))$",
+                             re.M)
+
+
 def imported_modules(path: Path, src: Path) -> set[str]:
     """The ``optbias`` modules the Python file ``path`` names: in ``import`` statements anywhere (inside
     functions too), relative ones resolved against its package, and in string constants of the form
-    ``"optbias.module"`` or ``"optbias.module:Name"``. ``src``: the directory that holds ``optbias/``."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    ``"optbias.module"`` or ``"optbias.module:Name"``. ``src``: the directory that holds ``optbias/``.
+    A Snakemake file (the Snakefile, ``.smk``: not Python) counts its ``optbias`` import lines."""
+    text = path.read_text()
+    if path.name == "Snakefile" or path.suffix == ".smk":
+        text = "\n".join(m.group(1) for m in WORKFLOW_IMPORT.finditer(text))
+    tree = ast.parse(text, filename=str(path))
     inside = path.is_relative_to(src / PACKAGE)
     package = _module_name(path, src) if inside else ""
     if inside and path.name != "__init__.py":
@@ -109,6 +118,7 @@ def stage_deps(rules: Iterable[tuple[str, str, str | None, list[str]]], stage_ou
     src = root / "src"
     by_stage: dict[str, set[str]] = {s: set(ALWAYS) for s in stage_order}
     scripts: dict[str, set[Path]] = {s: set() for s in stage_order}
+    workflow_files: dict[str, set[Path]] = {s: {root / f for f in ALWAYS if (root / f).is_file()} for s in stage_order}
     for name, snakefile, script, outputs in rules:
         if not outputs:
             continue
@@ -118,11 +128,13 @@ def stage_deps(rules: Iterable[tuple[str, str, str | None, list[str]]], stage_ou
                              "give each rule's outputs to one stage")
         stage = owners.pop()
         by_stage[stage].add(snakefile)
+        workflow_files[stage].add(root / snakefile)
         if script is not None:
             by_stage[stage].add(script)
             scripts[stage].add(root / script)
     for stage in stage_order:
-        by_stage[stage].update(p.relative_to(root).as_posix() for p in import_closure(scripts[stage], src))
+        closure = import_closure(scripts[stage] | workflow_files[stage], src)  # the rule files import too
+        by_stage[stage].update(p.relative_to(root).as_posix() for p in closure)
     return {s: sorted(by_stage[s]) for s in stage_order}
 
 
