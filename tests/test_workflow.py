@@ -212,6 +212,41 @@ def test_editing_a_figure_function_redraws_figures_and_the_paper_never_training(
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", check=True))
 
 
+TRAINING_RULES = {"train", "train_ablation", "train_control", "sweep_train", "knob_train", "budget_validation",
+                  "budget_train"}  # every rule whose script is continual/train.py
+
+
+def dry_run_after_edit(workdir, module: str, *args: str) -> dict[str, int]:
+    """The jobs `snakemake -n` schedules once ``module`` (under REPO) has a new comment line."""
+    path = REPO / module
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# an edit\n")
+        return scheduled((lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", *args, check=True)))
+    finally:
+        path.write_bytes(original)
+
+
+def test_editing_training_code_retrains_every_training_run_and_no_powerprop(finished_run):
+    """The training rules take the hash of their code (its import closure) as a param: an edit to a
+    module only training imports reruns every training job (sweep, knob and budget runs included)
+    and what is downstream of them, never Powerprop; its runs recorded that hash."""
+    workdir, _ = finished_run
+    everything = scheduled((lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", "--forceall", check=True)))
+    expected = {rule: n for rule, n in everything.items() if rule in TRAINING_RULES}
+    assert {"train", "train_ablation", "train_control", "sweep_train", "budget_validation", "budget_train"} <= set(expected)
+    jobs = dry_run_after_edit(workdir, "src/optbias/continual/loop.py")
+    assert {rule: n for rule, n in jobs.items() if rule in TRAINING_RULES} == expected, jobs
+    assert not {"powerprop_method", "powerprop_equivalence"} & set(jobs), jobs
+    # Powerprop's own code reruns Powerprop and what reads it, never a training run
+    jobs = dry_run_after_edit(workdir, "src/optbias/powerprop/reparam.py")
+    assert jobs.get("powerprop_method") == everything["powerprop_method"] and not TRAINING_RULES & set(jobs), jobs
+    from optbias import imports
+    recorded = {json.loads(p.read_text())["code_sha256"] for p in (workdir / "data").rglob("metrics.json")
+                if "spec" in json.loads(p.read_text())}
+    assert recorded == {imports.code_sha256(("optbias.continual.train",))}
+
+
 def test_rerun_of_a_job_reproduces_its_metrics_and_checkpoints(finished_run, tmp_path):
     workdir = copy_run(finished_run[0], tmp_path / "run")
     run = workdir / "data/runs/permuted/shampoo/seed1"

@@ -23,6 +23,7 @@ from snakemake.utils import min_version
 
 from optbias import config as _config
 from optbias import data as _data
+from optbias import imports as _imports
 from optbias import specs as _specs
 from optbias.paper import claims as _claims
 from optbias.paper import explore as _explore
@@ -127,6 +128,18 @@ def code(*modules):
     """Library source files, relative to src/optbias, as inputs of a rule; fileio.py (how every
     output is serialized) is an input of each."""
     return [os.path.join(SRC, m) for m in (*modules, "fileio.py")]
+
+
+def code_version(module):
+    """The SHA-256 of the library code that ``module`` (its job's entry point) runs: its static import
+    closure (optbias.imports.code_sha256). A param of the rules that take minutes and so do not take
+    their code as an input (training, Powerprop, probes): editing a module they import reruns them,
+    and a docstring edit anywhere else reruns nothing. Each training run records the same hash in its
+    metrics.json (``code_sha256``)."""
+    return _imports.code_sha256((module,))
+
+
+TRAINING_CODE = code_version("optbias.continual.train")  # every rule whose script is continual/train.py
 
 
 # ---- run specs (optbias.specs; their shape: optbias.continual.types.RunSpec): everything that

@@ -3,8 +3,11 @@
 #
 # A training job trains every seed of one (benchmark, optimizer) in one process, or one seed with
 # `seed_jobs: separate` (common.smk); its params are the full run specs of every seed either way,
-# so it reruns exactly when a spec changes. The summary and figure jobs take
-# their library code as an input (`code(...)`), so editing it reruns them, never the training.
+# so it reruns exactly when a spec changes. Its param `code` is the hash of the training code (the
+# import closure of optbias.continual.train: TRAINING_CODE, common.smk), so editing a module training
+# imports reruns every training job, sweep, knob and budget runs included, and nothing else does.
+# The summary and figure jobs take their library code as an input (`code(...)`), so editing it
+# reruns them, never the training.
 
 
 rule train:
@@ -21,6 +24,7 @@ rule train:
         metrics=seed_outputs(f"{RUN}/metrics.json", SEEDS),
         checkpoints=directory(seed_outputs(f"{RUN}/checkpoints", SEEDS)),
     params:
+        code=TRAINING_CODE,
         specs=lambda w: [run_spec(w.benchmark, w.optimizer, seed) for seed in SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(OPTIMIZERS),
@@ -45,6 +49,7 @@ use rule train as train_ablation with:
         metrics=seed_outputs(f"{RUN}/metrics.json", ABLATION_SEEDS),
         checkpoints=directory(seed_outputs(f"{RUN}/checkpoints", ABLATION_SEEDS)),
     params:
+        code=TRAINING_CODE,
         specs=lambda w: [run_spec(w.benchmark, w.optimizer, seed) for seed in ABLATION_SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(ABLATION.get("variants", {})),
@@ -93,6 +98,7 @@ rule sweep_train:
     output:
         metrics=seed_outputs(f"{SWEEP_RUN}/metrics.json", SWEEP_SEEDS),
     params:
+        code=TRAINING_CODE,
         specs=lambda w: [sweep_spec(w.benchmark, w.optimizer, w.lr, seed) for seed in SWEEP_SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(SWEEP.get("lrs", {})),
@@ -139,6 +145,7 @@ rule knob_train:
     output:
         metrics=seed_outputs(f"{KNOB_RUN}/metrics.json", SWEEP_SEEDS),
     params:
+        code=TRAINING_CODE,
         specs=lambda w: [knob_spec(w.benchmark, w.optimizer, w.value, seed) for seed in SWEEP_SEEDS],
     wildcard_constraints:
         optimizer=_alternatives(KNOBS),
@@ -213,6 +220,7 @@ rule budget_validation:
     output:
         metrics=seed_outputs(f"{BUDGET_VAL_RUN}/metrics.json", BUDGET_VAL_SEEDS),
     params:
+        code=TRAINING_CODE,
         specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=True)
                          for seed in BUDGET_VAL_SEEDS],
     wildcard_constraints:
@@ -263,6 +271,7 @@ rule budget_train:
     output:
         metrics=seed_outputs(f"{BUDGET_RUN}/metrics.json", BUDGET_SEEDS),
     params:
+        code=TRAINING_CODE,
         specs=lambda w: [budget_spec(w.benchmark, w.optimizer, w.epochs, seed, validation=False)
                          for seed in BUDGET_SEEDS],
     wildcard_constraints:

@@ -14,6 +14,7 @@ rule powerprop_method:
         results=f"{PP_DIR}/runs/{{pp_method}}/results.json",
         checkpoints=expand(f"{PP_DIR}/runs/{{pp_method}}/seed{{seed}}.pt", seed=PP_SEEDS, allow_missing=True),
     params:
+        code=code_version("optbias.powerprop.runs"),
         spec=lambda w: powerprop_spec(w.pp_method),
     message:
         f"Powerprop {{wildcards.pp_method}}: choose the lr, then {len(PP_SEEDS)} seeds"
@@ -55,6 +56,7 @@ rule powerprop_equivalence:
     output:
         f"{PP_DIR}/equivalence.json",
     params:
+        code=code_version("optbias.powerprop.equivalence"),
         cfg=POWERPROP.get("equivalence", {}),
         model_cfg=config["model"],
     message:

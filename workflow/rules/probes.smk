@@ -14,6 +14,7 @@ rule probe:
     output:
         expand(PROBE, optimizer=OPTIMIZERS, seed=SEEDS, allow_missing=True),
     params:
+        code=code_version("optbias.probes.run"),
         settings=PROBES,
     message:
         "probe every checkpoint of {wildcards.benchmark}"

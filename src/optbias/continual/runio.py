@@ -32,7 +32,6 @@ thread count, timing aside (tests/test_resume.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data, fileio
+from .. import data, fileio, imports
 from ..engine import device_name, machine
 from . import benchmarks, metrics
 from .tasks import Task, split_validation
@@ -61,25 +60,19 @@ def batched_state_path(metrics_paths: list[str | Path]) -> Path:
 
 
 FORMAT = 2  # the layout of a state file; a state of another format is not used
+# The module a training job runs: each run records the hash of its import closure (``imports.code_sha256``),
+# the value the training rules take as their param ``code`` (workflow/rules/common.smk, TRAINING_CODE).
+TRAINING_MODULE = "optbias.continual.train"
 
 
 def run_key(spec: dict[str, Any], dataset_path: str | Path, device: torch.device) -> dict[str, Any]:
     """What a state must have been saved under to be resumed: the spec (canonical JSON), the
-    dataset's SHA-256 (the spec does not say which split of which data), the SHA-256 of the library's
-    source (training does not rerun when code changes, so `--forcerun train` after a fix must not
-    restore the old results), the torch version, the device and the state format."""
+    dataset's SHA-256 (the spec does not say which split of which data), the SHA-256 of the training
+    code (``imports.code_sha256``: a state saved by other code must not be continued), the torch
+    version, the device and the state format."""
     return {"format": FORMAT, "spec": json.dumps(spec, sort_keys=True),
-            "dataset_sha256": fileio.sha256_file(dataset_path), "code_sha256": source_sha256(),
+            "dataset_sha256": fileio.sha256_file(dataset_path), "code_sha256": imports.code_sha256((TRAINING_MODULE,)),
             "torch": str(torch.__version__), "device": str(device)}
-
-
-def source_sha256() -> str:
-    """SHA-256 over every .py file of the optbias package (relative path and bytes, in sorted order)."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
@@ -216,6 +209,7 @@ def run_result(spec: RunSpec, tasks: list[Task], status: str, error: str | None,
         "torch_version": torch.__version__,
         "platform": platform.machine(),
         "machine": machine(),  # which machine made these numbers (docs/reproducibility.md)
+        "code_sha256": imports.code_sha256((TRAINING_MODULE,)),  # which code: the training rules' param `code`
         "timing": timing,
     }
     if R_val is not None:

@@ -76,6 +76,7 @@ class RunMetrics(TypedDict):
     torch_version: str
     platform: str               # platform.machine()
     machine: NotRequired[dict[str, str | int]]  # engine.machine(): CPU model, BLAS, torch build, threads
+    code_sha256: NotRequired[str]  # imports.code_sha256 of the training code (absent: a run made before it was recorded)
     # wall_time_s (the run's share of its job's training and evaluation), eval_time_s (of which in the
     # evaluations and checkpoints after each task) and the optimizer's durations (seconds): the only fields that differ between two runs
     # of the same spec on the same machine; batched_seeds (S) when the run was trained in a batched job

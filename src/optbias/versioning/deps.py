@@ -20,82 +20,12 @@ the registry's names are literal strings).
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
-PACKAGE = "optbias"
-NAMED_MODULE = re.compile(r"^optbias(\.\w+)+(:\w+)?$")  # a registry row's "optbias.optim.owm:OWM"
+from ..imports import import_closure
+
 ALWAYS = ["Snakefile", "workflow/rules/common.smk", "workflow/schemas"]  # every rule reads these
-
-
-def _module_file(module: str, src: Path) -> Path | None:
-    """``src/optbias/a/b.py`` or ``src/optbias/a/b/__init__.py`` for module ``optbias.a.b``; None if neither."""
-    base = src.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _module_name(path: Path, src: Path) -> str:
-    parts = path.relative_to(src).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-WORKFLOW_IMPORT = re.compile(r"^[ \t]*((?:from[ \t]+optbias[\w.]*[ \t]+import[ \t]+.+)|(?:import[ \t]+optbias[\w.]*.*))$",
-                             re.M)
-
-
-def imported_modules(path: Path, src: Path) -> set[str]:
-    """The ``optbias`` modules the Python file ``path`` names: in ``import`` statements anywhere (inside
-    functions too), relative ones resolved against its package, and in string constants of the form
-    ``"optbias.module"`` or ``"optbias.module:Name"``. ``src``: the directory that holds ``optbias/``.
-    A Snakemake file (the Snakefile, ``.smk``: not Python) counts its ``optbias`` import lines."""
-    text = path.read_text()
-    if path.name == "Snakefile" or path.suffix == ".smk":
-        text = "\n".join(m.group(1) for m in WORKFLOW_IMPORT.finditer(text))
-    tree = ast.parse(text, filename=str(path))
-    inside = path.is_relative_to(src / PACKAGE)
-    package = _module_name(path, src) if inside else ""
-    if inside and path.name != "__init__.py":
-        package = package.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)  # kept below only if it is a module
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and NAMED_MODULE.match(node.value):
-            found.add(node.value.partition(":")[0])
-    return {m for m in found if (m == PACKAGE or m.startswith(PACKAGE + ".")) and _module_file(m, src) is not None}
-
-
-def import_closure(files: Iterable[Path], src: Path) -> set[Path]:
-    """Every file of the ``optbias`` package that importing ``files`` can execute: the modules they
-    name, transitively, and the ``__init__.py`` of every package on the way."""
-    todo, seen = list(files), set()
-    closure: set[Path] = set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for module in imported_modules(path, src):
-            parts = module.split(".")
-            for i in range(1, len(parts) + 1):  # optbias/__init__.py, optbias/a/__init__.py, ..., the module
-                target = _module_file(".".join(parts[:i]), src)
-                if target is not None and target not in closure:
-                    closure.add(target)
-                    todo.append(target)
-    return closure
 
 
 def _owner(path: str, stage_outs: dict[str, list[str]]) -> str | None:

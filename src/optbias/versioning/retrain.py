@@ -10,7 +10,8 @@ page names the machine of each side.
 
 Compared: every field of metrics.json except ``timing`` (wall time, the one field that differs
 between two runs of a spec on the same machine) and the record of where it ran (``machine``,
-``platform``, ``torch_version``, shown instead). A run is retrained on the kind of device it
+``platform``, ``torch_version``, shown instead), and the hash of the code that trained it
+(``code_sha256``: the point of retraining is to see whether other code gives the same numbers). A run is retrained on the kind of device it
 recorded (a spec's ``device: auto`` would otherwise pick a GPU that the run did not use). A run
 recorded in the batched-seed mode (``timing.batched_seeds``) is retrained on its own, which matches
 the batched mode only within tests/test_batched.py's tolerance; its row says so. Cost: one training
@@ -28,7 +29,7 @@ from typing import Any
 
 from ..continual.train import train_run
 
-NOT_COMPARED = ("timing", "machine", "platform", "torch_version")
+NOT_COMPARED = ("timing", "machine", "platform", "torch_version", "code_sha256")
 WHAT_TO_NAME = "name data/runs/<benchmark>/<optimizer>/seed<N>/metrics.json files"  # the fix, in both read errors
 
 
