@@ -52,10 +52,11 @@ test: $(VENV)/.installed
 	bash tests/setup/debian-packages.sh
 	OPTBIAS_REQUIRE_FASHION=1 $(BIN)/python -m pytest
 
-# DVC (docs/dvc.md): fetch data and checkpoints without retraining,
+# DVC (docs/dvc.md): fetch data and checkpoints without retraining (REMOTE=<name>: another remote than the default),
 # or run the pipeline as DVC stages (each a snakemake call) and record the hashes in dvc.lock.
+REMOTE ?=
 pull: $(VENV)/.installed
-	$(BIN)/optbias pull
+	$(BIN)/optbias pull $(if $(REMOTE),--remote $(REMOTE))
 
 # After `make reproduce`: your headline metrics and claim verdicts against the committed ones
 # (docs/reproducibility.md); exit status 1 when a verdict differs. REV=<commit> for another reference.

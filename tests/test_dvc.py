@@ -154,15 +154,18 @@ def _lock_out(lock: dict, stage: str, path: str) -> dict:
     return next(o for o in lock["stages"][stage]["outs"] if o["path"] == path)
 
 
-@pytest.mark.slow
-def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory) -> tuple[Path, dict]:
+    """A repository with the code and the round-trip config, run through DVC (`dvc repro`: each stage
+    calls snakemake) and committed with its dvc.lock and small metrics: (its path, the environment)."""
+    tmp = tmp_path_factory.mktemp("dvc-round-trip")
     py = sys.executable
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1",
-           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache"),
+           "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site-cache"),
            "PATH": os.path.dirname(py) + os.pathsep + os.environ.get("PATH", ""),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-    origin, clone = tmp_path / "origin", tmp_path / "clone"
+    origin = tmp / "origin"
     for rel in CODE:
         src, dst = REPO / rel, origin / rel
         if src.is_dir():
@@ -174,25 +177,29 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     _sh(["git", "init", "-q"], origin, env)
     _sh(["git", "add", "-A"], origin, env)
     _sh(["git", "commit", "-qm", "code"], origin, env)
-
-    # Run the pipeline through DVC (each stage calls snakemake), then push to the default remote.
     _sh([py, "-m", "dvc", "repro"], origin, env, timeout=600)
     untracked = _sh(["git", "status", "--porcelain", "--untracked-files=all"], origin, env).stdout.split("\n")
     new = sorted(line[3:] for line in untracked if line)
     assert new == ["data/metrics/curves/permuted/sgd.csv", "data/metrics/curves/permuted/shampoo.csv",
                    "data/metrics/headline.json", "dvc.lock"], "only dvc.lock and the small metrics reach git"
-    _sh([py, "-m", "dvc", "push"], origin, env)
-    remote = tmp_path / "optbias-dvc-remote"  # .dvc/config: url = ../../optbias-dvc-remote
-    assert remote.is_dir() and any(remote.rglob("*.dir"))
     _sh(["git", "add", "-A"], origin, env)
     _sh(["git", "commit", "-qm", "results"], origin, env)
     assert not [f for f in _sh(["git", "ls-files"], origin, env).stdout.split() if f.endswith(".pt")]
+    return origin, env
 
-    # A fresh clone has code, config, dvc.lock and the small metrics: no data, no checkpoints.
-    _sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+
+def _fresh_clone(origin: Path, clone: Path, env: dict) -> Path:
+    """A clone has code, config, dvc.lock and the small metrics: no data, no checkpoints."""
+    _sh(["git", "clone", "-q", str(origin), str(clone)], clone.parent, env)
     assert not (clone / "data" / "runs").exists()
-    _sh([py, "-m", "optbias", "pull"], clone, env)
+    return clone
 
+
+def _nothing_retrains(origin: Path, clone: Path, env: dict) -> None:
+    """After a pull: every checkpoint is the origin's, `snakemake -n` has nothing to do, deleted
+    figures redraw byte-identical without training or probes, `dvc status` is clean, and the
+    summaries and headline metrics equal the origin's."""
+    py = sys.executable
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     runs = _lock_out(lock, "train", "data/runs")
     manifest = json.loads((clone / ".dvc/cache/files/md5" / runs["md5"][:2] / runs["md5"][2:]).read_text())
@@ -207,8 +214,6 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
 
     dry = clone_snakemake("-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
-
-    # Figures regenerate from the pulled checkpoints and metrics, byte-identical, without training.
     figures = {p.name: p.read_bytes() for p in (clone / "figures").iterdir()}
     shutil.rmtree(clone / "figures")
     rerun = clone_snakemake("--cores", "2")
@@ -218,6 +223,22 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     assert {p.name: p.read_bytes() for p in (clone / "figures").iterdir()} == figures
     status = _sh([py, "-m", "dvc", "status"], clone, env)
     assert "up to date" in status.stdout, status.stdout
+    for rel in ["data/metrics/headline.json", *(p.relative_to(origin).as_posix()
+                                                for p in (origin / "data/summary").rglob("*.json"))]:
+        assert (clone / rel).read_bytes() == (origin / rel).read_bytes(), rel
+
+
+@pytest.mark.slow
+def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(origin):
+    """The committed default remote (a directory next to the repository) round trip."""
+    origin, env = origin
+    py = sys.executable
+    _sh([py, "-m", "dvc", "push"], origin, env)
+    remote = origin.parent / "optbias-dvc-remote"  # .dvc/config: url = ../../optbias-dvc-remote
+    assert remote.is_dir() and any(remote.rglob("*.dir"))
+    clone = _fresh_clone(origin, origin.parent / "clone", env)  # a sibling: the same ../optbias-dvc-remote
+    _sh([py, "-m", "optbias", "pull"], clone, env)
+    _nothing_retrains(origin, clone, env)
 
     shown = _sh([py, "-m", "dvc", "metrics", "show"], clone, env).stdout
     assert "permuted.sgd.average_accuracy" in shown and "permuted.shampoo.average_forgetting" in shown, shown
@@ -232,9 +253,120 @@ def test_push_clone_pull_reuses_checkpoints_and_regenerates_figures(tmp_path):
     write_config(clone, cfg)
     refused = _sh([py, "-m", "optbias", "pull"], clone, env, check=False)
     assert refused.returncode == 1 and "not what dvc.lock records" in refused.stderr, refused.stdout + refused.stderr
-    dry = clone_snakemake("-n")
+    dry = _sh([py, "-m", "snakemake", "-n"], clone, env)
     jobs = scheduled(dry.stdout + dry.stderr)
     assert jobs["train"] == 1 and "sweep_train" not in jobs and "fetch" not in jobs, jobs  # sgd only
+
+
+# ---------------------------------------------------------------- a real SSH remote
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A throwaway OpenSSH server on 127.0.0.1 (Debian's openssh-server, installed by make test's set-up):
+    a generated host key and client key, a free high port, key login only. It is stopped at the end of
+    the test, failed or not, and dies with the test process if that is killed. Yields (port, user,
+    client key path)."""
+    import getpass
+    import socket
+    import time
+
+    base = tmp_path / "sshd"
+    base.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / name)], check=True)
+    (base / "authorized_keys").write_text((base / "client_key.pub").read_text())
+    with socket.socket() as probe:  # a port nobody listens on now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = base / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {base / 'host_key'}",
+        f"AuthorizedKeysFile {base / 'authorized_keys'}", "PubkeyAuthentication yes", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
+        f"PidFile {base / 'sshd.pid'}", "Subsystem sftp internal-sftp", ""]))
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation directory
+    log = open(base / "sshd.log", "w")
+    server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log, stderr=log,
+                              preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (base / "sshd.log").read_text()
+                time.sleep(0.1)
+        yield port, getpass.getuser(), base / "client_key"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _add_ssh_remote(repo: Path, env: dict, sshd, store: Path, verify: bool = True) -> None:
+    """Remote `lab` at ssh://user@127.0.0.1:port/<store> in repo/.dvc/config.local, as for a lab's host."""
+    port, user, key = sshd
+    py = sys.executable
+    _sh([py, "-m", "dvc", "remote", "add", "--local", "lab", f"ssh://{user}@127.0.0.1:{port}{store}"], repo, env)
+    _sh([py, "-m", "dvc", "remote", "modify", "--local", "lab", "keyfile", str(key)], repo, env)
+    if verify:
+        _sh([py, "-m", "dvc", "remote", "modify", "--local", "lab", "verify", "true"], repo, env)
+
+
+@pytest.mark.slow
+def test_an_ssh_remote_round_trip_and_a_corrupted_remote_fails_clearly(origin, sshd, tmp_path):
+    """Push over SSH (DVC's SSH plugin, dvc-ssh) from the origin; a fresh clone pulls with `optbias pull
+    --remote lab` and retrains nothing. Then one checkpoint is corrupted on the remote: a pull stops
+    with a clear error and leaves no output half-written, and a remote without `verify` is refused
+    (unverified, DVC checks the corrupted file out and `dvc status` stays clean)."""
+    origin, env = origin
+    py = sys.executable
+    store = tmp_path / "lab-store"
+    _add_ssh_remote(origin, env, sshd, store)
+    _sh([py, "-m", "dvc", "push", "--remote", "lab"], origin, env)
+    assert any(store.rglob("*.dir"))
+
+    clone = _fresh_clone(origin, tmp_path / "clone", env)
+    _add_ssh_remote(clone, env, sshd, store)
+    _sh([py, "-m", "optbias", "pull", "--remote", "lab"], clone, env)
+    _nothing_retrains(origin, clone, env)
+
+    # One checkpoint's object on the remote, corrupted (same size, other bytes).
+    lock = yaml.safe_load((origin / "dvc.lock").read_text())
+    runs = _lock_out(lock, "train", "data/runs")
+    manifest = json.loads((origin / ".dvc/cache/files/md5" / runs["md5"][:2] / runs["md5"][2:]).read_text())
+    entry = next(e for e in manifest if e["relpath"].endswith(".pt"))
+    obj = store / "files/md5" / entry["md5"][:2] / entry["md5"][2:]
+    obj.write_bytes(bytes(b ^ 0xFF for b in obj.read_bytes()))
+
+    broken = _fresh_clone(origin, tmp_path / "broken", env)
+    _add_ssh_remote(broken, env, sshd, store)
+    failed = _sh([py, "-m", "optbias", "pull", "--remote", "lab"], broken, env, check=False)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "optbias pull: error: `dvc pull --remote lab` failed" in failed.stderr, failed.stderr
+    assert "none that differs from dvc.lock was written" in failed.stderr
+    assert not (broken / "data/runs").exists()  # the output holding the corrupted file: absent, not partial
+    assert (broken / "data/raw").is_dir()  # the intact outputs came
+
+    unverified = _fresh_clone(origin, tmp_path / "unverified", env)
+    _add_ssh_remote(unverified, env, sshd, store, verify=False)
+    refused = _sh([py, "-m", "optbias", "pull", "--remote", "lab"], unverified, env, check=False)
+    assert refused.returncode == 1 and "does not set `verify = true`" in refused.stderr, refused.stderr
+    assert "dvc remote modify lab verify true" in refused.stderr and not (unverified / "data").exists()
 
 
 def test_pull_outside_a_dvc_repository_says_where_to_run_it(tmp_path):

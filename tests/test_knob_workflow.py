@@ -30,8 +30,9 @@ def test_the_retention_rule_and_the_new_optimizers_run_through_the_dag(tmp_path,
                "data/budget/selected.json"]
     dry = snakemake(tmp_path, "-n", "--cores", "1", *targets, check=True)
     jobs = scheduled(dry.stdout)
-    # 2 benchmarks x 2 tuned optimizers x 2 values, one job per candidate (both validation seeds in it)
-    assert jobs["knob_train"] == 8
+    # 2 benchmarks x 2 tuned optimizers x 2 values, one job per candidate (both validation seeds in it),
+    # but OWM at its configured alpha 1 and lr 0.1 (swept) is the sweep's cell: read, not trained again
+    assert jobs["knob_train"] == 8 - 2
     # the budget rule covers sgd alone: 2 benchmarks x 2 budgets, one of them the sweep's own runs
     assert jobs["budget_validation"] <= 4 and "owm" not in dry.stdout.split("budget rule")[-1].split("\n")[0]
     snakemake(tmp_path, "--cores", "2", *targets, check=True, timeout=1200)
@@ -45,6 +46,10 @@ def test_the_retention_rule_and_the_new_optimizers_run_through_the_dag(tmp_path,
         assert entry["config_matches"] == (entry["config_value"] == entry["selected_value"])
     assert set(selected["second_protocol"]) == {"sgd", "owm"}
 
+    assert not (tmp_path / "data/knobs/permuted/owm/1").exists()  # the twin cell: the sweep's runs served
+    sweep = json.loads((tmp_path / "data/sweep/permuted/owm/lr0.1/seed1000/metrics.json").read_text())
+    owm_at_1 = knobs["owm"]["candidates"][0]
+    assert owm_at_1["per_seed"]["permuted"]["1000"] == sum(sweep["R_val"][-1]) / len(sweep["R_val"][-1])
     run = json.loads((tmp_path / "data/knobs/permuted/owm/0.01/seed1000/metrics.json").read_text())
     assert run["spec"]["optimizer_cfg"]["alpha"] == 0.01 and run["status"] == "ok" and "R_val" in run
     summary = json.loads((tmp_path / "data/summary/permuted.json").read_text())

@@ -143,6 +143,24 @@ def test_sweep_twin_is_none_for_an_entry_without_lr_and_reads_lr_labels(config):
     assert specs.sweep_twin(written, "class_incremental", "sgd", 1) == "0.05"
 
 
+def test_knob_twin_shares_the_retention_rules_cell_at_the_configured_value_only(config):
+    """The retention rule's runs at the entry's own knob value are the sweep's runs at its own rate."""
+    cfg = copy.deepcopy(config)
+    cfg["optimizers"]["sgd"]["momentum"] = 0.5  # sgd (swept at its lr 0.05) with a momentum knob
+    cfg["knobs"] = {"sgd": {"option": "momentum", "grid": [0.0, 0.5]}}
+    cfgmod.validate(cfg, SCHEMA_PATH)
+    for benchmark in ("class_incremental", "permuted"):
+        assert specs.knob_twin(cfg, benchmark, "sgd", 0.5) == "0.05"
+        assert specs.knob_twin(cfg, benchmark, "sgd", "5e-1") == "0.05"  # another spelling of the value
+        assert specs.knob_twin(cfg, benchmark, "sgd", 0.0) is None  # another value: other runs
+        for seed in cfg["sweep"]["seeds"]:  # what sharing rests on: the same spec, seed by seed
+            assert (specs.sweep_spec(cfg, benchmark, "sgd", "0.05", seed)
+                    == specs.knob_spec(cfg, benchmark, "sgd", 0.5, seed))
+    unswept = copy.deepcopy(cfg)
+    unswept["sweep"]["lrs"]["sgd"] = [0.01]  # the sweep does not try the configured rate
+    assert specs.knob_twin(unswept, "permuted", "sgd", 0.5) is None
+
+
 def test_expected_cost_is_runs_times_passes_times_step_cost(config):
     assert specs.expected_cost(config, "class_incremental", "sgd", 3) == 3.0  # 3 runs x 1 epoch x cost 1
     assert specs.expected_cost(config, "permuted", "sgd", 2) == 12.0  # 2 x (3 tasks x 2 epochs)

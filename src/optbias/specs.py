@@ -166,3 +166,23 @@ def sweep_twin(config: dict, benchmark: str, optimizer: str, epochs: Any) -> str
     same = all(int(seed) in sweep_seeds and sweep_spec(config, benchmark, optimizer, lr_label(lr), seed)
                == budget_spec(config, benchmark, optimizer, epochs, seed, validation=True) for seed in validation_seeds)
     return lr_label(lr) if same else None
+
+
+def knob_twin(config: dict, benchmark: str, optimizer: str, value: Any) -> str | None:
+    """The sweep's learning-rate label (``lr_label``) whose runs are exactly the retention rule's runs of
+    the cell (``benchmark``, ``optimizer``, knob ``value``), or None.
+
+    At the configured value of a knob, a swept optimizer's sweep runs at its configured learning rate
+    have the same spec as the retention rule's runs (the same validation seeds, held-out fraction and
+    divergence handling): the rule then reads those instead of training them again (OWM at its
+    configured alpha, in the default). As for ``sweep_twin``, only a whole cell is shared: each seed's
+    ``sweep_spec`` must equal its ``knob_spec``. Raises ``KeyError`` for an optimizer the config does
+    not have or does not tune (``knobs``).
+    """
+    lr = _config.optimizer_entries(config)[optimizer].get("lr")
+    sweep = config.get("sweep", {})
+    if lr is None or lr_label(lr) not in {lr_label(c) for c in sweep.get("lrs", {}).get(optimizer, [])}:
+        return None
+    same = all(sweep_spec(config, benchmark, optimizer, lr_label(lr), seed)
+               == knob_spec(config, benchmark, optimizer, value, seed) for seed in sweep.get("seeds", []))
+    return lr_label(lr) if same else None

@@ -4,6 +4,7 @@
 #   dataset-fashion-mnist  full Fashion-MNIST at its default location (tests/test_data.py)
 #   slurmctld slurmd slurm-client munge
 #                          a throwaway single-node SLURM cluster (tests/test_cluster.py, workflow/cluster/slurm.sh)
+#   openssh-server         a throwaway sshd on localhost as a DVC remote (tests/test_dvc_remote.py)
 # As root it runs apt-get; otherwise sudo, when sudo works without a password prompt; otherwise it
 # stops at once and prints the command to run. Exit status 0 when everything is there.
 # With --check it installs nothing: exit 1 and the missing packages on stderr, if any.
@@ -13,6 +14,7 @@ recommends=()   # chromium with its recommended fonts, as a desktop install has 
 plain=()        # the rest without recommends (the SLURM daemons would pull in mail servers)
 command -v chromium >/dev/null 2>&1 || recommends+=(chromium)
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || plain+=(dataset-fashion-mnist)
+[ -x /usr/sbin/sshd ] || plain+=(openssh-server)
 for tool in slurmctld slurmd sinfo munged; do
   command -v "$tool" >/dev/null 2>&1 || { plain+=(slurmctld slurmd slurm-client munge); break; }
 done

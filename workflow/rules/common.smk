@@ -225,9 +225,16 @@ def sweep_metrics(benchmarks=BENCHMARKS):
 
 
 def knob_metrics(benchmarks=BENCHMARKS):
-    """Every run of the retention rule: tuned optimizer x candidate value x validation seed, per benchmark."""
-    return [f"{KNOB_RUN}/metrics.json".format(benchmark=b, optimizer=name, value=_specs.knobs.value_label(v), seed=seed)
-            for b in benchmarks for name, knob in KNOBS.items() for v in knob["grid"] for seed in SWEEP_SEEDS]
+    """Every run of the retention rule: tuned optimizer x candidate value x validation seed, per benchmark
+    (a sweep run where it is the same run: ``optbias.specs.knob_twin``)."""
+    files = []
+    for b in benchmarks:
+        for name, knob in KNOBS.items():
+            for v in knob["grid"]:
+                lr = _specs.knob_twin(config, b, name, v)
+                pattern = SWEEP_RUN.replace("{lr}", lr) if lr else KNOB_RUN.replace("{value}", _specs.knobs.value_label(v))
+                files += [f"{pattern}/metrics.json".format(benchmark=b, optimizer=name, seed=seed) for seed in SWEEP_SEEDS]
+    return files
 
 
 def sweep_twin(benchmark, optimizer, epochs):

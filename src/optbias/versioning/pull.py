@@ -5,6 +5,11 @@ DVC's checkout gives every file the time of the checkout, in no particular order
 Once ``dvc status`` confirms that the pulled files are what dvc.lock records for the current code
 and config, ``snakemake --touch --forceall`` rewrites their timestamps in DAG order: afterwards Snakemake
 reruns only what is really missing or out of date (e.g. a deleted figure), never the training.
+
+DVC names a cached file by its hash and, by default, trusts a remote: a file corrupted on the remote
+is checked out as it is, and ``dvc status`` still reports nothing (measured: tests/test_dvc.py). So
+the pull refuses a remote without ``verify = true`` (DVC then hashes every file it downloads and
+checks out none that differs: the outputs it would fill stay absent, never half-written).
 """
 
 from __future__ import annotations
@@ -26,13 +31,33 @@ def _run(args: list[str], root: Path, check: bool = True) -> int:
     return code
 
 
+def _config_value(dvc: list[str], key: str, root: Path) -> str | None:
+    """``dvc config <key>`` (every level merged), or None when it is not set."""
+    proc = subprocess.run([*dvc, "config", key], cwd=root, capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
 def pull(root: str | Path = ".", remote: str | None = None, force: bool = False) -> None:
-    """``dvc pull``; check ``dvc status``; ``snakemake --touch`` so nothing pulled is recomputed."""
+    """``dvc pull`` from ``remote`` (None: the default remote); check ``dvc status``; ``snakemake --touch``
+    so nothing pulled is recomputed. Raises ``PullError`` when ``root`` has no dvc.yaml, when no remote
+    is named or set, when the remote does not set ``verify = true``, when the pull fails, and when the
+    pulled outputs are not what dvc.lock records (unless ``force``)."""
     root = Path(root)
     if not (root / "dvc.yaml").is_file():
         raise PullError(f"no dvc.yaml in {root.resolve()}: run `optbias pull` from the repository root")
     dvc, snakemake = [sys.executable, "-m", "dvc"], [sys.executable, "-m", "snakemake"]
-    _run([*dvc, "pull", *(["--remote", remote] if remote else [])], root)
+    name = remote or _config_value(dvc, "core.remote", root)
+    if name is None:
+        raise PullError("no DVC remote named: give one with `optbias pull --remote <name>` or set a default "
+                        "(`dvc remote default <name>`); docs/dvc.md")
+    if (_config_value(dvc, f"remote.{name}.verify", root) or "false").lower() != "true":
+        raise PullError(f"the DVC remote {name!r} does not set `verify = true`, so a file corrupted on it would be "
+                        f"checked out unnoticed: run `dvc remote modify {name} verify true` (docs/dvc.md), then pull again")
+    if _run([*dvc, "pull", "--remote", name], root, check=False) != 0:
+        raise PullError(f"`dvc pull --remote {name}` failed (see its output above). Every file was checked against its "
+                        "hash, so none that differs from dvc.lock was written: the outputs it would have filled are "
+                        "absent (Snakemake recomputes them). A remote with missing or corrupted files, or a network "
+                        "error: mend the remote or push again from a machine that has the results, then pull again")
     if _run([*dvc, "status", "--quiet"], root, check=False) != 0 and not force:
         _run([*dvc, "status"], root, check=False)
         raise PullError(
