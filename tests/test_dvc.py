@@ -366,7 +366,8 @@ def test_an_ssh_remote_round_trip_and_a_corrupted_remote_fails_clearly(origin, s
     _add_ssh_remote(unverified, env, sshd, store, verify=False)
     refused = _sh([py, "-m", "optbias", "pull", "--remote", "lab"], unverified, env, check=False)
     assert refused.returncode == 1 and "does not set `verify = true`" in refused.stderr, refused.stderr
-    assert "dvc remote modify lab verify true" in refused.stderr and not (unverified / "data").exists()
+    assert "dvc remote modify lab verify true" in refused.stderr
+    assert not (unverified / "data/raw").exists() and not (unverified / "data/runs").exists()  # nothing pulled
 
 
 def test_pull_outside_a_dvc_repository_says_where_to_run_it(tmp_path):
