@@ -52,3 +52,13 @@ def test_the_training_closure_holds_the_optimizers_and_not_the_figures():
     assert {"optbias/continual/loop.py", "optbias/optim/shampoo.py", "optbias/optim/owm.py",
             "optbias/continual/regularizers.py", "optbias/engine.py"} <= files  # registry names followed
     assert not {"optbias/continual/figures.py", "optbias/paper/claims.py", "optbias/plotting.py"} & files
+
+
+def test_a_registry_name_is_followed_and_a_plain_module_string_is_not(tmp_path):
+    """``"optbias.x:Name"`` (a registry row) is an import; ``("optbias.x", "Name")`` (optbias.job's list of
+    known errors, which never imports them) is not."""
+    write_package(tmp_path, {"__init__.py": "", "row.py": "", "known.py": "",
+                             "entry.py": "ROWS = ['optbias.row:Thing']\nKNOWN = (('optbias.known', 'Error'),)\n"})
+    files = {p.relative_to(tmp_path).as_posix()
+             for p in imports.import_closure([tmp_path / "optbias/entry.py"], tmp_path)}
+    assert files == {"optbias/__init__.py", "optbias/row.py"}

@@ -244,7 +244,7 @@ def test_editing_training_code_retrains_every_training_run_and_no_powerprop(fini
     from optbias import imports
     recorded = {json.loads(p.read_text())["code_sha256"] for p in (workdir / "data").rglob("metrics.json")
                 if "spec" in json.loads(p.read_text())}
-    assert recorded == {imports.code_sha256(("optbias.continual.train",))}
+    assert recorded == {imports.code_sha256((imports.TRAINING,))}
 
 
 def test_rerun_of_a_job_reproduces_its_metrics_and_checkpoints(finished_run, tmp_path):

@@ -7,7 +7,8 @@ same closure as their deps (``optbias.versioning.deps``).
 
 The closure is static (``import_closure``): ``import`` statements anywhere in a file (inside
 functions too), relative ones resolved, and the ``"optbias.module:Name"`` strings by which the
-optimizer registry names classes it imports only when building one. A module imported by a name
+optimizer registry names classes it imports only when building one (a plain module name in a
+string, as ``optbias.job.KNOWN_ERRORS`` has, is not an import). A module imported by a name
 computed at run time would be missed (the package has none). Nothing here imports torch.
 """
 
@@ -23,7 +24,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1]  # the directory that holds optbias/
 
 PACKAGE = "optbias"
-NAMED_MODULE = re.compile(r"^optbias(\.\w+)+(:\w+)?$")  # a registry row's "optbias.optim.owm:OWM"
+NAMED_MODULE = re.compile(r"^optbias(\.\w+)+:\w+$")  # a registry row's "optbias.optim.owm:OWM"
+TRAINING = "optbias.continual.train"  # the entry module of every training job (the rules' param `code`)
 
 
 def _module_file(module: str, src: Path) -> Path | None:

@@ -17,6 +17,7 @@ imports it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from . import config as _config
@@ -145,6 +146,19 @@ def powerprop_spec(config: dict, method: str) -> dict:
     }
 
 
+def _swept_lr(config: dict, optimizer: str) -> str | None:
+    """The entry's own learning rate as a sweep label when the sweep tries it, else None."""
+    lr = _config.optimizer_entries(config)[optimizer].get("lr")
+    tried = {lr_label(c) for c in config.get("sweep", {}).get("lrs", {}).get(optimizer, [])}
+    return lr_label(lr) if lr is not None and lr_label(lr) in tried else None
+
+
+def _same_runs(pairs) -> bool:
+    """Whether every (spec, spec) pair is the same run: equal as canonical JSON, the form Snakemake's
+    params and the resume key compare (so ``1`` and ``1.0`` differ, as they do there)."""
+    return all(json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) for a, b in pairs)
+
+
 def sweep_twin(config: dict, benchmark: str, optimizer: str, epochs: Any) -> str | None:
     """The sweep's learning-rate label (``lr_label``) whose runs are exactly the budget rule's runs of
     the cell (``benchmark``, ``optimizer``, ``epochs``), or None.
@@ -153,19 +167,19 @@ def sweep_twin(config: dict, benchmark: str, optimizer: str, epochs: Any) -> str
     have the same spec as the budget rule's validation runs (same seeds, held-out fraction and
     divergence handling): the budget rule then reads those instead of training them again. Only a
     whole cell is shared: every budget validation seed must be a sweep seed and each
-    ``sweep_spec`` must equal its ``budget_spec(validation=True)``, so that no job trains a run
-    another job also writes. None as well when the entry has no ``lr`` or the sweep does not try it.
-    Raises ``KeyError`` for an optimizer the config does not have.
+    ``sweep_spec`` must equal its ``budget_spec(validation=True)`` (``_same_runs``), so that no job
+    trains a run another job also writes. None as well when the entry has no ``lr`` or the sweep
+    does not try it. Raises ``KeyError`` for an optimizer the config does not have.
     """
-    lr = _config.optimizer_entries(config)[optimizer].get("lr")
-    sweep = config.get("sweep", {})
-    if lr is None or lr_label(lr) not in {lr_label(c) for c in sweep.get("lrs", {}).get(optimizer, [])}:
+    lr = _swept_lr(config, optimizer)
+    if lr is None:
         return None
-    sweep_seeds = [int(s) for s in sweep.get("seeds", [])]
+    sweep_seeds = [int(s) for s in config["sweep"].get("seeds", [])]
     validation_seeds = [int(s) for s in config.get("budget", {}).get("validation_seeds", [])]
-    same = all(int(seed) in sweep_seeds and sweep_spec(config, benchmark, optimizer, lr_label(lr), seed)
-               == budget_spec(config, benchmark, optimizer, epochs, seed, validation=True) for seed in validation_seeds)
-    return lr_label(lr) if same else None
+    same = all(int(seed) in sweep_seeds for seed in validation_seeds) and _same_runs(
+        (sweep_spec(config, benchmark, optimizer, lr, seed),
+         budget_spec(config, benchmark, optimizer, epochs, seed, validation=True)) for seed in validation_seeds)
+    return lr if same else None
 
 
 def knob_twin(config: dict, benchmark: str, optimizer: str, value: Any) -> str | None:
@@ -176,13 +190,14 @@ def knob_twin(config: dict, benchmark: str, optimizer: str, value: Any) -> str |
     have the same spec as the retention rule's runs (the same validation seeds, held-out fraction and
     divergence handling): the rule then reads those instead of training them again (OWM at its
     configured alpha, in the default). As for ``sweep_twin``, only a whole cell is shared: each seed's
-    ``sweep_spec`` must equal its ``knob_spec``. Raises ``KeyError`` for an optimizer the config does
-    not have or does not tune (``knobs``).
+    ``sweep_spec`` must equal its ``knob_spec`` (``_same_runs``). None when the entry has no ``lr``
+    or the sweep does not try it. Raises ``KeyError`` for an optimizer the config does not have, or
+    whose knob (``knobs``) it does not tune while its lr is swept.
     """
-    lr = _config.optimizer_entries(config)[optimizer].get("lr")
-    sweep = config.get("sweep", {})
-    if lr is None or lr_label(lr) not in {lr_label(c) for c in sweep.get("lrs", {}).get(optimizer, [])}:
+    lr = _swept_lr(config, optimizer)
+    if lr is None:
         return None
-    same = all(sweep_spec(config, benchmark, optimizer, lr_label(lr), seed)
-               == knob_spec(config, benchmark, optimizer, value, seed) for seed in sweep.get("seeds", []))
-    return lr_label(lr) if same else None
+    seeds = config["sweep"].get("seeds", [])
+    same = bool(seeds) and _same_runs((sweep_spec(config, benchmark, optimizer, lr, seed),
+                                       knob_spec(config, benchmark, optimizer, value, seed)) for seed in seeds)
+    return lr if same else None

@@ -4,7 +4,7 @@
 #   dataset-fashion-mnist  full Fashion-MNIST at its default location (tests/test_data.py)
 #   slurmctld slurmd slurm-client munge
 #                          a throwaway single-node SLURM cluster (tests/test_cluster.py, workflow/cluster/slurm.sh)
-#   openssh-server         a throwaway sshd on localhost as a DVC remote (tests/test_dvc_remote.py)
+#   openssh-server         a throwaway sshd on localhost as a DVC remote (tests/test_dvc.py)
 # As root it runs apt-get; otherwise sudo, when sudo works without a password prompt; otherwise it
 # stops at once and prints the command to run. Exit status 0 when everything is there.
 # With --check it installs nothing: exit 1 and the missing packages on stderr, if any.

@@ -117,8 +117,9 @@ wildcard_constraints:
 
 # ---- code as an input (showyourwork): the fast rules (summaries, figures, audit, paper) take the
 # library files they run as inputs, so editing a figure function redraws that figure and what
-# cites it. Training, probes and Powerprop runs do not: they rerun when their spec (params)
-# changes, never because a file was touched (docs/pipeline.md).
+# cites it. Training, probes and Powerprop runs take the hash of their code as a param instead
+# (`code_version` below): they rerun when their spec or that code changes, never because a file
+# was only touched (docs/pipeline.md).
 # Relative to the working directory (the repository itself in `make reproduce`), so that a moved
 # checkout keeps its provenance; Snakemake compares these files by checksum, not time stamp.
 SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "optbias"))
@@ -139,7 +140,7 @@ def code_version(module):
     return _imports.code_sha256((module,))
 
 
-TRAINING_CODE = code_version("optbias.continual.train")  # every rule whose script is continual/train.py
+TRAINING_CODE = code_version(_imports.TRAINING)  # every rule whose script is continual/train.py
 
 
 # ---- run specs (optbias.specs; their shape: optbias.continual.types.RunSpec): everything that

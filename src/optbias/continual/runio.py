@@ -8,8 +8,9 @@ Resume state: what a killed or preempted job needs to continue where it was. Aft
 training loop (``optbias.continual.loop``) saves one file (atomically, ``fileio.atomic_torch_save``)
 holding
 
-* the key it was saved under (``run_key`` of every run of the job): the spec, the dataset's and the
-  library's SHA-256, torch's version and the device; a state saved under another key is never resumed;
+* the key it was saved under (``run_key`` of every run of the job): the spec, the dataset's SHA-256,
+  the training code's (``CODE_SHA256``), torch's version and the device; a state saved under another
+  key is never resumed;
 * the weights and the optimizer's state_dict, every run's batch-order generator state, torch's
   global RNG state (CPU, and CUDA when the run is on a GPU) and numpy's legacy global one (which a
   library optimizer may draw from: pytorch_optimizer's Kron does);
@@ -60,9 +61,10 @@ def batched_state_path(metrics_paths: list[str | Path]) -> Path:
 
 
 FORMAT = 2  # the layout of a state file; a state of another format is not used
-# The module a training job runs: each run records the hash of its import closure (``imports.code_sha256``),
-# the value the training rules take as their param ``code`` (workflow/rules/common.smk, TRAINING_CODE).
-TRAINING_MODULE = "optbias.continual.train"
+# The hash of the training code this process imported (``imports.code_sha256`` of ``imports.TRAINING``'s
+# closure), taken when the module is imported, so that an edit during a long job is not recorded as the
+# code that ran; each run records it, and the training rules take the same value as their param `code`.
+CODE_SHA256 = imports.code_sha256((imports.TRAINING,))
 
 
 def run_key(spec: dict[str, Any], dataset_path: str | Path, device: torch.device) -> dict[str, Any]:
@@ -71,7 +73,7 @@ def run_key(spec: dict[str, Any], dataset_path: str | Path, device: torch.device
     code (``imports.code_sha256``: a state saved by other code must not be continued), the torch
     version, the device and the state format."""
     return {"format": FORMAT, "spec": json.dumps(spec, sort_keys=True),
-            "dataset_sha256": fileio.sha256_file(dataset_path), "code_sha256": imports.code_sha256((TRAINING_MODULE,)),
+            "dataset_sha256": fileio.sha256_file(dataset_path), "code_sha256": CODE_SHA256,
             "torch": str(torch.__version__), "device": str(device)}
 
 
@@ -209,7 +211,7 @@ def run_result(spec: RunSpec, tasks: list[Task], status: str, error: str | None,
         "torch_version": torch.__version__,
         "platform": platform.machine(),
         "machine": machine(),  # which machine made these numbers (docs/reproducibility.md)
-        "code_sha256": imports.code_sha256((TRAINING_MODULE,)),  # which code: the training rules' param `code`
+        "code_sha256": CODE_SHA256,  # which code: the training rules' param `code`
         "timing": timing,
     }
     if R_val is not None:

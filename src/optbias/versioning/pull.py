@@ -7,7 +7,7 @@ and config, ``snakemake --touch --forceall`` rewrites their timestamps in DAG or
 reruns only what is really missing or out of date (e.g. a deleted figure), never the training.
 
 DVC names a cached file by its hash and, by default, trusts a remote: a file corrupted on the remote
-is checked out as it is, and ``dvc status`` still reports nothing (measured: tests/test_dvc.py). So
+is checked out as it is, and ``dvc status`` still reports nothing (DVC 3.67; tests/test_dvc.py shows it). So
 the pull refuses a remote without ``verify = true`` (DVC then hashes every file it downloads and
 checks out none that differs: the outputs it would fill stay absent, never half-written).
 """
@@ -50,6 +50,9 @@ def pull(root: str | Path = ".", remote: str | None = None, force: bool = False)
     if name is None:
         raise PullError("no DVC remote named: give one with `optbias pull --remote <name>` or set a default "
                         "(`dvc remote default <name>`); docs/dvc.md")
+    if _config_value(dvc, f"remote.{name}.url", root) is None:
+        raise PullError(f"no DVC remote named {name!r} (`dvc remote list` shows those set): add it with "
+                        f"`dvc remote add {name} <url>` and `dvc remote modify {name} verify true` (docs/dvc.md)")
     if (_config_value(dvc, f"remote.{name}.verify", root) or "false").lower() != "true":
         raise PullError(f"the DVC remote {name!r} does not set `verify = true`, so a file corrupted on it would be "
                         f"checked out unnoticed: run `dvc remote modify {name} verify true` (docs/dvc.md), then pull again")
