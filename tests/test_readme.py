@@ -44,10 +44,14 @@ def test_the_block_on_known_inputs():
     assert lines[0] == readme.BEGIN and lines[-1] == readme.END and len(lines) == 4
     assert "2 supported, 1 not supported, 1 inconclusive of 4 claims (Claims audit: [docs/audit.md](docs/audit.md))" \
         in lines[1]
-    assert "26.0 min on Some CPU, 4 cores" in lines[2] and "figure 5" in lines[2]
+    assert "26.0 min for 10 jobs on Some CPU, 4 cores" in lines[2] and "figure 5" in lines[2]
+    dated = readme.results_block(verdicts, {**performance, "reproduce": {"cores": 4, "wall": {
+        "wall_s": 1562.0, "jobs": 10, "start": 1796101608.0}}})  # 2026-12-01T05:06:48Z
+    assert "26.0 min for 10 jobs on Some CPU, 4 cores, the environment already installed (run of 2026-12-01)" \
+        in dated.splitlines()[2]
     assert "compute bound" not in lines[2]  # no figure 7 in these inputs
     with_bound = readme.results_block(verdicts, {**performance, "bound": {"ratio": 3.125, "bound_wall_s": 300.0}})
-    assert "26.0 min on Some CPU, 4 cores, the environment already installed; 3.12x its compute bound of 5.0 min " \
+    assert "26.0 min for 10 jobs on Some CPU, 4 cores, the environment already installed; 3.12x its compute bound of 5.0 min " \
         "(figure 7)" in with_bound.splitlines()[2]
     assert "not measured" in readme.results_block(verdicts, {"reproduce": {"wall": None}})
     assert "not measured" in readme.results_block(verdicts, {})

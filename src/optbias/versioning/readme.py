@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,9 @@ def verdict_counts(verdicts: Mapping[str, str]) -> str:
 
 def reproduce_time(performance: Mapping[str, Any]) -> str:
     """The complete ``make reproduce`` run's wall time and machine, as docs/performance.md's figure 5
-    states it: '<minutes> min on <cpu>, <n> cores, ...' (and, when figure 7 has it, the ratio to the
-    run's compute bound), or that no complete run was measured."""
+    states it: '<minutes> min for <jobs> jobs on <cpu>, <n> cores, ... (run of <UTC date>)' (and, when
+    figure 7 has it, the ratio to the run's compute bound), or that no complete run was measured. The
+    job count and date say which DAG was timed: a later config with more jobs takes longer."""
     reproduce = performance.get("reproduce") or {}
     wall = reproduce.get("wall")
     if not wall or wall.get("wall_s") is None:
@@ -55,7 +57,10 @@ def reproduce_time(performance: Mapping[str, Any]) -> str:
     cpu = (performance.get("machine") or {}).get("cpu_model") or "an unrecorded CPU"
     cores = reproduce.get("cores")
     on = f"{cpu}, {cores} cores" if cores else cpu
-    text = f"{wall['wall_s'] / 60:.1f} min on {on}, the environment already installed"
+    jobs = f" for {wall['jobs']} jobs" if wall.get("jobs") else ""  # the scope measured: the DAG grows between runs
+    when = (f" (run of {datetime.fromtimestamp(wall['start'], timezone.utc):%Y-%m-%d})"
+            if wall.get("start") is not None else "")
+    text = f"{wall['wall_s'] / 60:.1f} min{jobs} on {on}, the environment already installed{when}"
     bound = performance.get("bound")
     if bound:  # figure 7: the same run against its compute bound
         text += (f"; {bound['ratio']:.2f}x its compute bound of {bound['bound_wall_s'] / 60:.1f} min "
