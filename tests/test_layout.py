@@ -15,7 +15,7 @@ SCRIPTS = REPO / "workflow" / "scripts"
 
 # Lower layers never import higher ones. Within a layer, a module imports only its own subpackage.
 LAYERS = {
-    "fileio": 0, "stats": 0, "job": 0,
+    "fileio": 0, "stats": 0, "job": 0, "imports": 0,  # imports: the code hash (no optbias import)
     "data": 1, "models": 1, "engine": 1, "plotting": 1,
     "optim": 2,
     "continual": 3,
