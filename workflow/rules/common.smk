@@ -225,6 +225,12 @@ def sweep_metrics(benchmarks=BENCHMARKS):
             for b in benchmarks for name, lr in sweep_candidates() for seed in SWEEP_SEEDS]
 
 
+def or_sweep_twin(pattern, field, value, lr):
+    """A run directory pattern: ``pattern`` with its ``{field}`` set to ``value``, or the sweep's run at
+    learning-rate label ``lr`` when the cell is the sweep's (``lr`` not None: ``optbias.specs`` twins)."""
+    return SWEEP_RUN.replace("{lr}", lr) if lr else pattern.replace("{%s}" % field, value)
+
+
 def knob_metrics(benchmarks=BENCHMARKS):
     """Every run of the retention rule: tuned optimizer x candidate value x validation seed, per benchmark
     (a sweep run where it is the same run: ``optbias.specs.knob_twin``)."""
@@ -232,9 +238,8 @@ def knob_metrics(benchmarks=BENCHMARKS):
     for b in benchmarks:
         for name, knob in KNOBS.items():
             for v in knob["grid"]:
-                lr = _specs.knob_twin(config, b, name, v)
-                pattern = SWEEP_RUN.replace("{lr}", lr) if lr else KNOB_RUN.replace("{value}", _specs.knobs.value_label(v))
-                files += [f"{pattern}/metrics.json".format(benchmark=b, optimizer=name, seed=seed) for seed in SWEEP_SEEDS]
+                pattern = or_sweep_twin(KNOB_RUN, "value", _specs.knobs.value_label(v), _specs.knob_twin(config, b, name, v))
+                files += expand(f"{pattern}/metrics.json", benchmark=b, optimizer=name, seed=SWEEP_SEEDS)
     return files
 
 
@@ -250,8 +255,7 @@ def budget_validation_metrics():
     for b, grid in BUDGET_GRID.items():
         for optimizer in BUDGET_OPTIMIZERS:
             for epochs in grid:
-                lr = sweep_twin(b, optimizer, epochs)
-                pattern = (SWEEP_RUN.replace("{lr}", lr) if lr else BUDGET_VAL_RUN.replace("{epochs}", str(epochs)))
+                pattern = or_sweep_twin(BUDGET_VAL_RUN, "epochs", str(epochs), sweep_twin(b, optimizer, epochs))
                 files += expand(f"{pattern}/metrics.json", benchmark=b, optimizer=optimizer, seed=BUDGET_VAL_SEEDS)
     return files
 
